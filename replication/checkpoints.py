@@ -1,0 +1,119 @@
+"""Checkpoints: safetensors files on a path derived from a stable hash of the full config.
+
+Final weights: checkpoints/<profile>/<name>-<hash>.safetensors (metadata: the config, its hash,
+the training history). Epoch states for resuming: .cache/resume/<hash>.pt, loaded with
+weights_only=True. The cpu profile's small checkpoints are committed and listed with their sha256
+in checkpoints/MANIFEST.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from .paths import CHECKPOINTS_DIR, checkpoints_dir, resume_dir
+from .results import atomic_write_text, stable_hash
+
+MANIFEST = CHECKPOINTS_DIR / "MANIFEST.json"
+COMMIT_LIMIT_BYTES = 8 * 1024 * 1024
+
+
+class CheckpointMismatchError(RuntimeError):
+    pass
+
+
+def checkpoint_path(name: str, config: dict[str, Any], profile: str) -> Path:
+    return checkpoints_dir(profile) / f"{name}-{stable_hash(config)}.safetensors"
+
+
+def resume_path(config: dict[str, Any]) -> Path:
+    return resume_dir() / f"{stable_hash(config)}.pt"
+
+
+def _atomic(path: Path, writer) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(model: torch.nn.Module, path: Path, config: dict[str, Any],
+               history: list[dict[str, Any]] | None = None) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"config": json.dumps(config, sort_keys=True), "config_hash": stable_hash(config),
+            "history": json.dumps(history or [])}
+    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointMismatchError(f"{path} is not a readable safetensors checkpoint ({exc}); "
+                                      "delete it and rerun to retrain.") from exc
+    return {"config": json.loads(meta.get("config", "{}")), "config_hash": meta.get("config_hash"),
+            "history": json.loads(meta.get("history", "[]"))}
+
+
+def load_model(model: torch.nn.Module, path: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Load weights into `model`, checking that the file was written for `config`; returns history."""
+    meta = read_metadata(path)
+    if meta["config_hash"] != stable_hash(config):
+        diff = {k: (meta["config"].get(k), v) for k, v in config.items() if meta["config"].get(k) != v}
+        raise CheckpointMismatchError(
+            f"{path} was trained with a different config (differences, file vs requested: {diff}). "
+            "Delete the file to retrain, or request the config it was trained with.")
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointMismatchError(f"{path} does not fit this architecture: {exc}") from exc
+    return meta["history"]
+
+
+def save_resume_state(config: dict[str, Any], state: dict[str, Any]) -> None:
+    _atomic(resume_path(config), lambda tmp: torch.save(state, tmp))
+
+
+def load_resume_state(config: dict[str, Any]) -> dict[str, Any] | None:
+    path = resume_path(config)
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupted or truncated file
+        raise CheckpointMismatchError(f"Resume state {path} is unreadable ({exc}); delete it to "
+                                      "restart training from epoch 0.") from exc
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def update_manifest(path: Path) -> None:
+    """List a committed (cpu-profile) checkpoint with its sha256 and size."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > COMMIT_LIMIT_BYTES:
+        return  # too large to commit: never listed
+    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+    manifest[str(path.relative_to(CHECKPOINTS_DIR))] = {
+        "sha256": sha256(path), "bytes": size, "config_hash": read_metadata(path)["config_hash"]}
+    atomic_write_text(MANIFEST, json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")

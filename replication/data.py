@@ -1,0 +1,181 @@
+"""CIFAR-10/100 held as uint8 tensors on the device, with on-device augmentation.
+
+Loading goes through torchvision.datasets (the real code path users run). When the files are
+missing we materialise them from a local byte-exact mirror if there is one, else let torchvision
+download them, else stop with an error that says what to do.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from torchvision.datasets.utils import check_integrity
+
+from .paths import data_mirror, data_root
+
+DATASETS = {
+    "cifar10": (torchvision.datasets.CIFAR10, 10),
+    "cifar100": (torchvision.datasets.CIFAR100, 100),
+}
+
+
+class DataNotFoundError(FileNotFoundError):
+    pass
+
+
+def _dataset_cls(name: str):
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(DATASETS)}.")
+    return DATASETS[name][0]
+
+
+def num_classes(name: str) -> int:
+    _dataset_cls(name)
+    return DATASETS[name][1]
+
+
+def md5_report(name: str, root: Path | None = None) -> dict[str, bool]:
+    """File -> whether it matches torchvision's official md5."""
+    cls = _dataset_cls(name)
+    folder = Path(root or data_root()) / cls.base_folder
+    return {fn: check_integrity(str(folder / fn), md5) for fn, md5 in cls.train_list + cls.test_list}
+
+
+def ensure_dataset(name: str, root: Path | None = None) -> Path:
+    """Make sure `name` is on disk under `root` (default $REPLICATION_DATA or ./data); return root."""
+    cls = _dataset_cls(name)
+    root = Path(root or data_root())
+    if all(md5_report(name, root).values()):
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    mirror = data_mirror() / "materialize.py"
+    if mirror.exists():
+        subprocess.run([sys.executable, str(mirror), str(root), "--only", cls.base_folder],
+                       check=True, stdout=subprocess.DEVNULL)
+    else:
+        try:
+            cls(str(root), train=True, download=True)
+        except Exception as exc:  # no internet, proxy, ...
+            raise DataNotFoundError(
+                f"{name} is not under {root} and could not be downloaded ({exc}). Either put "
+                f"torchvision's '{cls.base_folder}' folder under {root} (or point $REPLICATION_DATA "
+                "at a folder holding it), or set $REPLICATION_DATA_MIRROR to a folder with "
+                "materialize.py (see ../shared/data), or run once with internet access."
+            ) from exc
+    bad = [f for f, ok in md5_report(name, root).items() if not ok]
+    if bad:
+        raise DataNotFoundError(f"{name} under {root}: md5 mismatch for {bad}; delete "
+                                f"{root / cls.base_folder} and run again to re-materialise it.")
+    return root
+
+
+@lru_cache(maxsize=4)
+def _load_numpy(name: str, train: bool, root: str) -> tuple[np.ndarray, np.ndarray]:
+    ds = _dataset_cls(name)(root, train=train, download=False)
+    return ds.data, np.asarray(ds.targets, dtype=np.int64)
+
+
+def balanced_subset(labels: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
+    """Indices of a seeded, class-balanced subset of size n (all indices when n is None)."""
+    if n is None or n >= len(labels):
+        return torch.arange(len(labels))
+    classes = torch.unique(labels)
+    g = torch.Generator().manual_seed(seed)
+    per_class = [n // len(classes) + (1 if i < n % len(classes) else 0) for i in range(len(classes))]
+    picked = []
+    for c, k in zip(classes.tolist(), per_class):
+        idx = torch.nonzero(labels == c).flatten()
+        if k > len(idx):
+            raise ValueError(f"class {c} has only {len(idx)} examples, {k} requested")
+        picked.append(idx[torch.randperm(len(idx), generator=g)[:k]])
+    return torch.sort(torch.cat(picked)).values
+
+
+@dataclass
+class Split:
+    """A data split as tensors on one device: x uint8 (N,3,32,32), y int64 (N,)."""
+    name: str
+    train: bool
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device) -> "Split":
+        return Split(self.name, self.train, self.x.to(device), self.y.to(device), self.num_classes)
+
+    def subset(self, n: int | None, seed: int = 0) -> "Split":
+        idx = balanced_subset(self.y.cpu(), n, seed).to(self.y.device)
+        return Split(self.name, self.train, self.x[idx], self.y[idx], self.num_classes)
+
+    def float_batch(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return to_float(self.x[start:stop]), self.y[start:stop]
+
+
+def load_split(name: str, train: bool, n: int | None = None, seed: int = 0,
+               device: str | torch.device = "cpu") -> Split:
+    """CIFAR split as uint8 tensors on `device`; n selects a seeded class-balanced subset."""
+    root = ensure_dataset(name)
+    data, targets = _load_numpy(name, train, str(root))
+    x = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
+    split = Split(name, train, x, torch.from_numpy(targets), num_classes(name)).subset(n, seed)
+    return split.to(device)
+
+
+def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (N,3,H,W) -> float in [0,1], channels_last (faster convolutions on CPU and GPU)."""
+    return (x_uint8.float() / 255.0).contiguous(memory_format=torch.channels_last)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with `pad` pixels of reflect padding and a horizontal flip, per image, on x's device."""
+    n, c, h, w = x.shape
+    dev = x.device
+    padded = torch.nn.functional.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
+    out = padded[torch.arange(n, device=dev)[:, None, None, None],
+                 torch.arange(c, device=dev)[None, :, None, None], rows, cols]
+    flip = torch.rand(n, generator=generator, device=dev) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+def iterate_batches(split: Split, batch_size: int, *, shuffle: bool, train_augment: bool,
+                    generator: torch.Generator | None = None, drop_last: bool = False,
+                    shard: tuple[int, int] = (0, 1)):
+    """Yield (x float [0,1] channels_last, y) batches; `shard`=(rank, world) splits the order."""
+    n = len(split)
+    order = (torch.randperm(n, generator=generator, device=split.x.device) if shuffle
+             else torch.arange(n, device=split.x.device))
+    rank, world = shard
+    order = order[rank::world]
+    stop = len(order) - (len(order) % batch_size if drop_last else 0)
+    for start in range(0, stop, batch_size):
+        idx = order[start:start + batch_size]
+        xb = split.x[idx]
+        if train_augment:
+            xb = augment(xb, generator)
+        yield to_float(xb), split.y[idx]
+
+
+# Channel statistics of the CIFAR training sets, used by the in-model normalisation layer.
+MEAN_STD = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+@lru_cache(maxsize=4)
+def class_names(name: str) -> list[str]:
+    root = ensure_dataset(name)
+    return list(_dataset_cls(name)(str(root), train=False, download=False).classes)

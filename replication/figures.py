@@ -1,0 +1,78 @@
+"""Figures: one seaborn theme, saved as PNG and PDF under figures/<profile>/."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from .paths import figures_dir
+
+
+def set_theme() -> None:
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight"})
+
+
+def save_figure(fig, name: str, profile: str) -> list[Path]:
+    out = figures_dir(profile)
+    out.mkdir(parents=True, exist_ok=True)
+    # Fixed metadata so the same figure gives the same bytes (no creation dates in the files).
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], metadata={"Software": None})
+    fig.savefig(paths[1], metadata={"CreationDate": None, "Producer": None, "Creator": None})
+    return paths
+
+
+def sample_grid(x_uint8, labels, class_names: list[str], per_class: int = 8, title: str = ""):
+    """A grid of `per_class` images for each class (rows)."""
+    n_classes = min(len(class_names), 10)
+    fig, axes = plt.subplots(n_classes, per_class, figsize=(per_class * 0.9, n_classes * 0.95))
+    for c in range(n_classes):
+        idx = (labels == c).nonzero().flatten()[:per_class]
+        for j in range(per_class):
+            ax = axes[c, j]
+            ax.axis("off")
+            if j < len(idx):
+                ax.imshow(x_uint8[idx[j]].permute(1, 2, 0).cpu().numpy())
+        axes[c, 0].text(-4, 16, class_names[c], ha="right", va="center", fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def training_curves(histories: dict[str, list[dict[str, Any]]]):
+    """Train loss and test accuracy per epoch, one line per model."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, hist in histories.items():
+        ep = [h["epoch"] for h in hist]
+        a1.plot(ep, [h["train_loss"] for h in hist], marker="o", ms=3, label=name)
+        if all("test_acc" in h for h in hist):
+            a2.plot(ep, [100 * h["test_acc"] for h in hist], marker="o", ms=3, label=name)
+    a1.set(xlabel="epoch", ylabel="train loss", title="Training loss")
+    a2.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy (eval subset)")
+    a2.legend(fontsize=8)
+    return fig
+
+
+def robustness_curves(records: Iterable[dict[str, Any]], paper_points: dict[str, list[dict]] | None = None):
+    """Accuracy vs eps per attack (one panel per dataset/model), with the paper's points as crosses."""
+    import pandas as pd
+
+    df = pd.DataFrame(list(records))
+    df = df[df["metric"] == "accuracy"]
+    groups = list(df.groupby(["dataset", "model"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 3.6), squeeze=False)
+    for ax, ((dataset, model), g) in zip(axes[0], groups):
+        clean = g[g["attack"] == "none"]["value"].iloc[0] * 100
+        for attack, ga in g[g["attack"] != "none"].groupby("attack"):
+            ga = ga.sort_values("eps")
+            ax.plot([0] + list(ga["eps"]), [clean] + list(100 * ga["value"]), marker="o", ms=4, label=f"ours: {attack}")
+        for p in (paper_points or {}).get(f"{dataset}/{model}", []):
+            ax.scatter([p["eps"]], [p["baseline"]], marker="x", s=60, color="k" if p["attack"] == "FGSM" else "r",
+                       label=f"paper baseline: {p['attack']}", zorder=5)
+        ax.set(title=f"{model} on {dataset}", xlabel="eps (L-inf, [0,1] pixels)", ylabel="accuracy (%)", ylim=(0, 100))
+        handles, labels = ax.get_legend_handles_labels()
+        uniq = dict(zip(labels, handles))
+        ax.legend(uniq.values(), uniq.keys(), fontsize=7)
+    return fig

@@ -1,0 +1,178 @@
+"""Result records: a fixed schema, provenance, atomic JSON files, and the papers' numbers as data.
+
+A results file is results/<profile>/<experiment>.json:
+    {"schema_version": 1, "experiment": ..., "profile": ..., "provenance": {...}, "records": [...]}
+Each record has exactly RECORD_FIELDS (plus optional `extra`). Tables and plots are rendered from
+these files, never typed by hand.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .paths import DATA_FILES_DIR, PROJECT_ROOT, results_dir
+
+SCHEMA_VERSION = 1
+RECORD_FIELDS = {
+    "experiment": str, "dataset": str, "model": str, "metric": str, "attack": str,
+    "eps": (float, int, type(None)), "value": (float, int), "n": int, "seed": int, "profile": str,
+    "config_hash": str, "wall_time_s": (float, int),
+}
+OPTIONAL_FIELDS = {"extra": dict}
+# What identifies a record: a rerun replaces the record with the same key.
+KEY_FIELDS = ("experiment", "dataset", "model", "metric", "attack", "eps", "seed", "profile")
+PACKAGES = ("torch", "torchvision", "numpy", "lime", "captum", "diffusers", "torchattacks",
+            "accelerate", "safetensors", "papermill")
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def make_record(**fields: Any) -> dict[str, Any]:
+    rec = {k: fields.get(k) for k in RECORD_FIELDS}
+    if "extra" in fields:
+        rec["extra"] = fields["extra"]
+    validate_record(rec)
+    return rec
+
+
+def validate_record(rec: dict[str, Any]) -> None:
+    missing = set(RECORD_FIELDS) - set(rec)
+    unknown = set(rec) - set(RECORD_FIELDS) - set(OPTIONAL_FIELDS)
+    if missing or unknown:
+        raise SchemaError(f"record fields: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    for k, typ in {**RECORD_FIELDS, **OPTIONAL_FIELDS}.items():
+        if k in rec and not isinstance(rec[k], typ) or isinstance(rec.get(k), bool):
+            raise SchemaError(f"record field {k!r}={rec.get(k)!r} should be {typ}")
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """sha256 of canonical JSON: the same config always gives the same hash."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                             text=True, timeout=10)
+        commit = out.stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def device_description() -> str:
+    import torch
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def provenance(config: dict[str, Any] | None = None, wall_time_s: float | None = None) -> dict[str, Any]:
+    return {
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "device": device_description(),
+        "host": platform.node(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config or {},
+        "config_hash": stable_hash(config or {}),
+        "wall_time_s": wall_time_s,
+    }
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def results_path(experiment: str, profile: str) -> Path:
+    return results_dir(profile) / f"{experiment}.json"
+
+
+def load_results(experiment: str, profile: str) -> dict[str, Any]:
+    path = results_path(experiment, profile)
+    if not path.exists():
+        raise FileNotFoundError(f"No results at {path}: run the notebook that writes "
+                                f"{experiment!r} in profile {profile!r} first.")
+    doc = json.loads(path.read_text())
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise SchemaError(f"{path}: schema_version {doc.get('schema_version')} != {SCHEMA_VERSION}")
+    for rec in doc["records"]:
+        validate_record(rec)
+    return doc
+
+
+def save_records(experiment: str, profile: str, records: Iterable[dict[str, Any]],
+                 prov: dict[str, Any]) -> Path:
+    """Merge `records` into the experiment's file (same key = replaced) and write it atomically."""
+    records = list(records)
+    for rec in records:
+        validate_record(rec)
+        if rec["profile"] != profile or rec["experiment"] != experiment:
+            raise SchemaError(f"record {rec} does not belong to {experiment}/{profile}")
+    path = results_path(experiment, profile)
+    old = json.loads(path.read_text())["records"] if path.exists() else []
+    key = lambda r: tuple(r[k] for k in KEY_FIELDS)  # noqa: E731
+    merged = {key(r): r for r in old}
+    merged.update({key(r): r for r in records})
+    doc = {"schema_version": SCHEMA_VERSION, "experiment": experiment, "profile": profile,
+           "provenance": prov, "records": list(merged.values())}
+    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    return path
+
+
+def records_frame(records: Iterable[dict[str, Any]]):
+    import pandas as pd
+    return pd.DataFrame(list(records))
+
+
+def paper_reference(paper: str) -> dict[str, Any]:
+    """The paper's reported numbers ('a' or 'b'), as transcribed in data_files/."""
+    name = {"a": "paper_a_reported.yaml", "b": "paper_b_reported.yaml"}.get(paper.lower())
+    if name is None:
+        raise ValueError("paper must be 'a' or 'b'")
+    with open(DATA_FILES_DIR / name) as f:
+        return yaml.safe_load(f)
+
+
+def paper_a_baseline_points(dataset: str) -> list[dict[str, Any]]:
+    """Paper A's quoted baseline/refined points for 'cifar10' (Fig. 3) or 'cifar100' (Fig. 4)."""
+    ref = paper_reference("a")
+    return ref["fig3_cifar10" if dataset == "cifar10" else "fig4_cifar100"]

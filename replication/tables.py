@@ -1,0 +1,36 @@
+"""Tables rendered from result records, beside the papers' numbers (never typed by hand)."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pandas as pd
+
+from .results import paper_a_baseline_points
+
+
+def accuracy_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Rows: dataset/model; columns: clean and attack@eps accuracies (%)."""
+    records = list(records)
+    df = pd.DataFrame([r for r in records if r["metric"] == "accuracy"])
+    df["column"] = df.apply(lambda r: "clean" if r["attack"] == "none" else f"{r['attack']} @ {r['eps']:.4g}", axis=1)
+    table = df.pivot_table(index=["dataset", "model"], columns="column", values="value", sort=False) * 100
+    cols = ["clean"] + sorted([c for c in table.columns if c != "clean"], key=lambda c: (c.split(" @ ")[0], float(c.split(" @ ")[1])))
+    table = table[cols]
+    full = {(r["dataset"], r["model"]): 100 * r["value"] for r in records if r["metric"] == "accuracy_full_test_set"}
+    if full:
+        table.insert(0, "clean (all 10k test)", [full.get(i, float("nan")) for i in table.index])
+    return table.round(2)
+
+
+def paper_a_baseline_comparison(records: Iterable[dict[str, Any]], model: str, dataset: str) -> pd.DataFrame:
+    """Paper A's quoted baseline points (Fig. 3/4) | ours | ours - paper, for one of our models."""
+    recs = [r for r in records if r["model"] == model and r["dataset"] == dataset and r["metric"] == "accuracy"]
+    rows = []
+    for p in paper_a_baseline_points(dataset):
+        attack = p["attack"].lower()
+        ours = [r for r in recs if r["attack"].split("-")[0] == attack and abs(r["eps"] - p["eps"]) < 1e-9]
+        value = 100 * ours[0]["value"] if ours else float("nan")
+        rows.append({"attack": p["attack"], "eps": p["eps"], "paper baseline (%)": p["baseline"],
+                     "ours (%)": round(value, 2), "ours - paper (pp)": round(value - p["baseline"], 2),
+                     "our attack": ours[0]["attack"] if ours else "missing", "n": ours[0]["n"] if ours else 0})
+    return pd.DataFrame(rows)

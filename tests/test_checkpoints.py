@@ -1,0 +1,86 @@
+import dataclasses
+
+import pytest
+import torch
+
+from replication import checkpoints
+from replication.checkpoints import CheckpointMismatchError, checkpoint_path, load_model, save_model
+from replication.models import build_model
+from replication.train import TrainConfig, train_model
+
+
+@pytest.fixture
+def tiny_cfg():
+    return TrainConfig(arch="resnet18", dataset="cifar10", num_classes=10, width=2, epochs=2, batch_size=64,
+                       lr=0.1, n_train=256)
+
+
+@pytest.fixture
+def tiny_data():
+    from replication.data import load_split
+
+    return load_split("cifar10", True, n=256, seed=0), load_split("cifar10", False, n=64, seed=0)
+
+
+def _state_equal(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_cache_hit_loads_instead_of_training(isolated_store, tiny_cfg, tiny_data):
+    first = train_model(tiny_cfg, "t", "smoke", *tiny_data, progress=False)
+    assert not first.from_cache and first.path.exists()
+    assert first.path == checkpoint_path("t", tiny_cfg.to_dict(), "smoke")
+    second = train_model(tiny_cfg, "t", "smoke", *tiny_data, progress=False)
+    assert second.from_cache and _state_equal(first.model, second.model)
+    assert second.history == first.history
+
+
+def test_killed_run_resumes_from_last_epoch(isolated_store, tiny_cfg, tiny_data):
+    full = train_model(tiny_cfg, "full", "smoke", *tiny_data, progress=False)
+    full.path.unlink()
+    part = train_model(tiny_cfg, "resumed", "smoke", *tiny_data, progress=False, stop_after_epoch=1)
+    assert part.path is None and len(part.history) == 1
+    assert checkpoints.resume_path(tiny_cfg.to_dict()).exists()
+    resumed = train_model(tiny_cfg, "resumed", "smoke", *tiny_data, progress=False)
+    assert not resumed.from_cache and [h["epoch"] for h in resumed.history] == [1, 2]
+    assert not checkpoints.resume_path(tiny_cfg.to_dict()).exists()
+    assert _state_equal(full.model, resumed.model)  # resuming changes nothing
+
+
+def test_config_mismatch_is_a_clear_error(isolated_store, tiny_cfg):
+    model = build_model("resnet18", 10, 2)
+    path = isolated_store / "m.safetensors"
+    save_model(model, path, tiny_cfg.to_dict())
+    other = dataclasses.replace(tiny_cfg, lr=0.5).to_dict()
+    with pytest.raises(CheckpointMismatchError, match="different config.*lr"):
+        load_model(build_model("resnet18", 10, 2), path, other)
+    with pytest.raises(CheckpointMismatchError, match="does not fit this architecture"):
+        load_model(build_model("resnet18", 10, 4), path, tiny_cfg.to_dict())
+    assert load_model(build_model("resnet18", 10, 2), path, tiny_cfg.to_dict()) == []
+
+
+def test_corrupted_checkpoint_is_a_clear_error(isolated_store, tiny_cfg):
+    path = isolated_store / "bad.safetensors"
+    path.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointMismatchError, match="not a readable safetensors"):
+        load_model(build_model("resnet18", 10, 2), path, tiny_cfg.to_dict())
+
+
+def test_hash_is_stable_and_ignores_unset_optionals(tiny_cfg):
+    d = tiny_cfg.to_dict()
+    assert "extra_loss" not in d and "init_from" not in d
+    assert checkpoint_path("a", d, "smoke") == checkpoint_path("a", dict(reversed(list(d.items()))), "smoke")
+    assert checkpoint_path("a", d, "smoke") != checkpoint_path("a", {**d, "seed": 1}, "smoke")
+
+
+def test_committed_checkpoints_match_manifest():
+    import json
+
+    if not checkpoints.MANIFEST.exists():
+        pytest.skip("no committed checkpoints")
+    for rel, entry in json.loads(checkpoints.MANIFEST.read_text()).items():
+        path = checkpoints.CHECKPOINTS_DIR / rel
+        assert path.exists(), f"{rel} is listed in the manifest but missing"
+        assert entry["bytes"] <= checkpoints.COMMIT_LIMIT_BYTES
+        assert checkpoints.sha256(path) == entry["sha256"], f"{rel} does not match its sha256"
