@@ -26,10 +26,10 @@ reproduce: $(STAMP)
 # One pytest run: unit tests and the stored notebooks (nbval-lax: only cells marked
 # NBVAL_CHECK_OUTPUT are compared, after tests/nbval_sanitize.cfg).
 test: $(STAMP)
-	REPLICATION_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --sanitize-with tests/nbval_sanitize.cfg tests notebooks
+	REPLICATION_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 
 test-notebooks: $(STAMP)
-	REPLICATION_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --sanitize-with tests/nbval_sanitize.cfg notebooks
+	REPLICATION_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
 
 bench: $(STAMP)
 	$(PY) -m replication.bench train --profile $(or $(PROFILE),cpu)

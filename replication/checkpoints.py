@@ -43,6 +43,7 @@ def _atomic(path: Path, writer) -> None:
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

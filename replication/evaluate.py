@@ -62,3 +62,31 @@ def evaluate(model: torch.nn.Module, split: Split, attacks: Iterable[str] = ("fg
             extra={"steps": steps if name != "fgsm" else 1, "restarts": n_restarts,
                    "alpha": 2.5 * eps / steps if name == "pgd" else eps}))
     return records
+
+
+def evaluate_cached(model: torch.nn.Module, split: Split, attacks: Iterable[str], eps_grid: Iterable[float], *,
+                    steps: int = 20, restarts: int = 1, seed: int = 0, record: dict[str, Any],
+                    **kw: Any) -> list[dict[str, Any]]:
+    """`evaluate`, reusing records already in the experiment's results file for the same model config,
+    test subset size, seed and attack settings, so a rerun (or an interrupted one) only computes
+    what is missing."""
+    from .results import load_results, results_path
+
+    have: dict[tuple[str, float], dict[str, Any]] = {}
+    if results_path(record["experiment"], record["profile"]).exists():
+        for r in load_results(record["experiment"], record["profile"])["records"]:
+            if (r["metric"] == "accuracy" and r["model"] == record["model"] and r["seed"] == seed
+                    and r["config_hash"] == record["config_hash"] and r["n"] == len(split)
+                    and r["dataset"] == split.name):
+                have[(r["attack"], round(r["eps"], 10))] = r
+    out, clean = [], have.get(("none", 0.0))
+    for eps in eps_grid:
+        missing = [a for a in attacks
+                   if (attack_label(a, steps, restarts if a == "pgd" else 1), round(float(eps), 10)) not in have]
+        new = evaluate(model, split, missing, [eps], steps=steps, restarts=restarts, seed=seed, record=record,
+                       **kw) if missing or clean is None else []
+        clean = clean or next((r for r in new if r["attack"] == "none"), None)
+        out += [r for r in new if r["attack"] != "none"]
+        out += [have[(attack_label(a, steps, restarts if a == "pgd" else 1), round(float(eps), 10))]
+                for a in attacks if a not in missing]
+    return [clean] + out

@@ -76,3 +76,43 @@ def robustness_curves(records: Iterable[dict[str, Any]], paper_points: dict[str,
         uniq = dict(zip(labels, handles))
         ax.legend(uniq.values(), uniq.keys(), fontsize=7)
     return fig
+
+
+def _show(ax, img_chw, title=""):
+    ax.imshow(img_chw.permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+    ax.set_title(title, fontsize=7)
+    ax.axis("off")
+
+
+def segmentation_examples(x, segmentations: dict[str, "object"]):
+    """One row per image, one column per segmentation (boundaries drawn)."""
+    from skimage.segmentation import mark_boundaries
+
+    cols = list(segmentations)
+    fig, axes = plt.subplots(len(x), len(cols), figsize=(1.6 * len(cols), 1.6 * len(x)), squeeze=False)
+    for i in range(len(x)):
+        img = x[i].permute(1, 2, 0).cpu().numpy().astype(float)
+        for j, name in enumerate(cols):
+            seg = segmentations[name][i].cpu().numpy()
+            axes[i, j].imshow(mark_boundaries(img, seg, color=(1, 1, 0), mode="inner"))
+            axes[i, j].axis("off")
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=7)
+            axes[i, j].text(1, 31, f"{int(seg.max()) + 1}", color="w", fontsize=7,
+                            bbox={"facecolor": "k", "alpha": 0.6, "pad": 1})
+    return fig
+
+
+def lime_maps(x, maps, labels, preds, class_names, title: str = ""):
+    """Image over signed LIME map (red: supports the class, blue: against), one column per image."""
+    n = len(x)
+    fig, axes = plt.subplots(2, n, figsize=(1.5 * n, 3.3), squeeze=False)
+    for i in range(n):
+        _show(axes[0, i], x[i], f"{class_names[int(labels[i])]}\n(pred {class_names[int(preds[i])]})")
+        m = maps[i].cpu().numpy()
+        lim = max(abs(m).max(), 1e-8)
+        axes[1, i].imshow(x[i].mean(0).cpu().numpy(), cmap="gray", alpha=0.5)
+        axes[1, i].imshow(m, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.6)
+        axes[1, i].axis("off")
+    fig.suptitle(title, fontsize=9)
+    return fig

@@ -10,9 +10,17 @@ import re
 
 from .paths import PROJECT_ROOT
 from .results import load_results, results_path
-from .tables import accuracy_table, paper_a_baseline_comparison
+from .tables import accuracy_table, normalised_eps_scale, paper_a_baseline_comparison
 
 BEGIN, END = "<!-- RESULTS:BEGIN -->", "<!-- RESULTS:END -->"
+
+
+def _cell(col: str, v) -> str:
+    if isinstance(v, float):
+        if v != v:
+            return "–"
+        return f"{v:.4g}" if "eps" in col else f"{v:.2f}"
+    return str(v)
 
 
 def _md(df, index=True) -> str:
@@ -20,7 +28,7 @@ def _md(df, index=True) -> str:
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(c, v) for c, v in zip(cols, row)) + " |")
     return "\n".join(lines)
 
 
@@ -34,18 +42,47 @@ def render(profile: str) -> str:
         n = sorted({(r["model"], r["n"]) for r in acc})
         out.append(f"**Notebook 01, profile `{profile}`** (git {prov['git_commit'][:10]}, {prov['device']}; "
                    "test images: " + ", ".join(f"{m} n={k}" for m, k in n) + "). Accuracy (%), "
-                   "L-inf eps on [0,1] pixels:\n")
-        out.append(_md(accuracy_table(recs)))
+                   "L-inf eps on [0,1] pixels (–: not evaluated):\n")
+        table = accuracy_table(recs).T  # rows: clean / attack @ eps; columns: models
+        table.columns = [m for _, m in table.columns]
+        table.index.name = "accuracy (%)"
+        table = table.rename(index={"clean": "clean (eval subset)"})
+        out.append(_md(table))
         for ds in ("cifar10", "cifar100"):
             if any(r["model"] == f"resnet18_{ds}" for r in recs):
                 t = paper_a_baseline_comparison(recs, f"resnet18_{ds}", ds)
                 out.append(f"\nPaper A's baseline ResNet-18 ({'Fig. 3' if ds == 'cifar10' else 'Fig. 4'}, {ds}) "
                            f"beside ours (`{profile}` profile):\n")
                 out.append(_md(t, index=False))
+                scale = normalised_eps_scale(ds)
+                t2 = paper_a_baseline_comparison(recs, f"resnet18_{ds}", ds, eps_scale=scale)
+                if t2["ours (%)"].notna().all():
+                    out.append(f"\nThe same points if the paper's eps were on normalised inputs (pixel eps = eps x "
+                               f"{scale:.4f}, the mean channel std):\n")
+                    out.append(_md(t2, index=False))
         train = [r for r in recs if r["metric"] == "train_time_s"]
         if train:
             out.append("\nTraining time (this profile's device): " + "; ".join(
                 f"{r['model']}: {r['value'] / 60:.1f} min for {r['n']} epochs" for r in train) + ".")
+    if results_path("02_lime_analysis", profile).exists():
+        recs = load_results("02_lime_analysis", profile)["records"]
+        segs = [r for r in recs if r["metric"].startswith("segments_mean")]
+        out.append(f"\n**Notebook 02, profile `{profile}`**: segments per 32x32 image: " + "; ".join(
+            f"{r['extra']['segmentation']} {r['value']:.1f} (min {r['extra']['min']})" for r in segs) + ".")
+        v = {r["metric"]: r for r in recs}
+        if "lime_batched_s_per_image" in v:
+            n_s = v["lime_batched_s_per_image"]["extra"]["n_samples"]
+            out.append(
+                f"LIME, {n_s} samples, ResNet-18 on {v['lime_batched_s_per_image']['extra']['device']} "
+                f"({v['lime_batched_s_per_image']['n']} images): `lime` {v['lime_lime_bs10_s_per_image']['value']:.3f} s/image "
+                f"at its default batch size 10, {v['lime_lime_bs1000_s_per_image']['value']:.3f} at 1000; batched "
+                f"{v['lime_batched_s_per_image']['value']:.3f} s/image = {v['lime_batched_over_inference']['value']:.2f}x "
+                f"pure inference of its perturbed images; largest |beta difference| to `lime` "
+                f"{v['lime_max_abs_coef_diff_vs_lime']['value']:.1e}.")
+        if "lime_resample_corr_mean" in v:
+            out.append(f"Attribution stability when only the masks change (seed+1): mean Pearson r "
+                       f"{v['lime_resample_corr_mean']['value']:.3f} (min {v['lime_resample_corr_min']['value']:.3f}); "
+                       f"top 10% of segments hold {100 * v['lime_top10pct_share_mean']['value']:.1f}% of |beta|.")
     if results_path("bench", profile).exists():
         recs = load_results("bench", profile)["records"]
         figs = {r["metric"]: r["value"] for r in recs}

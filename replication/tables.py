@@ -5,7 +5,13 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from .data import MEAN_STD
 from .results import paper_a_baseline_points
+
+
+def normalised_eps_scale(dataset: str) -> float:
+    """Pixel eps per unit of eps on normalised inputs: the mean channel std (channels differ by <5%)."""
+    return sum(MEAN_STD[dataset][1]) / 3
 
 
 def accuracy_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -22,15 +28,21 @@ def accuracy_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return table.round(2)
 
 
-def paper_a_baseline_comparison(records: Iterable[dict[str, Any]], model: str, dataset: str) -> pd.DataFrame:
-    """Paper A's quoted baseline points (Fig. 3/4) | ours | ours - paper, for one of our models."""
+def paper_a_baseline_comparison(records: Iterable[dict[str, Any]], model: str, dataset: str,
+                                eps_scale: float = 1.0) -> pd.DataFrame:
+    """Paper A's quoted baseline points (Fig. 3/4) | ours | ours - paper, for one of our models.
+
+    eps_scale maps the paper's eps to our [0,1]-pixel eps (1.0: the paper's eps is on pixels;
+    mean channel std: the paper's eps is on normalised inputs)."""
     recs = [r for r in records if r["model"] == model and r["dataset"] == dataset and r["metric"] == "accuracy"]
     rows = []
     for p in paper_a_baseline_points(dataset):
         attack = p["attack"].lower()
-        ours = [r for r in recs if r["attack"].split("-")[0] == attack and abs(r["eps"] - p["eps"]) < 1e-9]
+        eps = p["eps"] * eps_scale
+        ours = [r for r in recs if r["attack"].split("-")[0] == attack and abs(r["eps"] - eps) < 1e-9]
         value = 100 * ours[0]["value"] if ours else float("nan")
-        rows.append({"attack": p["attack"], "eps": p["eps"], "paper baseline (%)": p["baseline"],
+        rows.append({"attack": p["attack"], "paper eps": p["eps"], "our pixel eps": round(eps, 5),
+                     "paper baseline (%)": p["baseline"],
                      "ours (%)": round(value, 2), "ours - paper (pp)": round(value - p["baseline"], 2),
                      "our attack": ours[0]["attack"] if ours else "missing", "n": ours[0]["n"] if ours else 0})
     return pd.DataFrame(rows)

@@ -15,5 +15,5 @@ def test_report_renders_tables_from_records(isolated_store):
             for a, e, v in [("none", 0.0, 0.9), ("fgsm", 0.01, 0.5), ("pgd-20", 0.01, 0.4)]]
     save_records("01_baseline_training", "smoke", recs, provenance())
     text = report.render("smoke")
-    assert "| cifar10 | resnet18_cifar10 | 90.00 | 50.00 | 40.00 |" in text
-    assert "| FGSM | 0.01 | 54.29 | 50.00 | -4.29 | fgsm | 100 |" in text
+    assert "| clean (eval subset) | 90.00 |" in text and "| pgd-20 @ 0.01 | 40.00 |" in text
+    assert "| FGSM | 0.01 | 0.01 | 54.29 | 50.00 | -4.29 | fgsm | 100 |" in text

@@ -68,3 +68,15 @@ def test_paper_kernel_is_pixel_distance(model_and_images):
     off = (1 - masks.float())[:, seg[0].flatten()].view(50, 1, 32, 32)
     d2 = ((x[:1] * off) ** 2).flatten(1).sum(1)  # hiding with 0 removes exactly the hidden pixels
     torch.testing.assert_close(res.weights[0], torch.exp(-d2 / 16.0))
+
+
+def test_beta_to_pixels_and_stats():
+    from replication.lime_analysis import attribution_stats, beta_to_pixels
+
+    seg = torch.tensor([[[0, 0, 1], [2, 2, 1]]])
+    beta = torch.tensor([[0.5, -1.0, 2.0, 9.0]])  # the last is a padding column
+    assert beta_to_pixels(beta, seg).tolist() == [[[0.5, 0.5, -1.0], [2.0, 2.0, -1.0]]]
+    b = torch.tensor([[4.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    stats = attribution_stats(b, b, torch.tensor([11]))
+    assert stats["top10pct_share_mean"] == pytest.approx(1.0)  # top 2 of 11 segments hold everything
+    assert stats["resample_corr_mean"] == pytest.approx(1.0)

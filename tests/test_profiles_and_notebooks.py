@@ -10,7 +10,9 @@ from replication.paths import NOTEBOOKS_DIR
 
 EXPECTED_PARAMETERS = {
     "00_setup_and_data": {"PROFILE", "SEED"},
-    "01_baseline_training": {"PROFILE", "SEED", "MODELS", "ATTACKS", "EPS_GRID"},
+    "01_baseline_training": {"PROFILE", "SEED", "MODELS", "ATTACKS", "EPS_GRID", "EPS_NORMALISED_CHECK"},
+    "02_lime_analysis": {"PROFILE", "SEED", "SEGMENTATION", "N_SEGMENTS", "HIDE_COLOR", "KERNEL", "KERNEL_WIDTH",
+                         "RIDGE_ALPHA"},
 }
 
 
@@ -27,7 +29,8 @@ def test_profiles_resolve_and_unknown_is_an_error(monkeypatch):
 
 
 def test_every_profile_has_every_key():
-    keys = {"description", "n_train", "n_test", "n_test_reference", "eval_batch_size", "models", "pgd", "datasets"}
+    keys = {"description", "n_train", "n_test", "n_test_reference", "eval_batch_size", "models", "pgd", "lime",
+            "datasets"}
     for name in profiles.profile_names():
         p = profiles.get_profile(name)
         assert keys <= set(p), name
@@ -45,6 +48,7 @@ def test_notebook_has_one_literal_parameters_cell(nb):
         ast.literal_eval(stmt.value)  # literals only
         names |= {t.id for t in stmt.targets}
     assert names == EXPECTED_PARAMETERS[nb.stem]
+    assert set(runner.declared_parameters(nb)) == names, "papermill must parse every parameter (no quotes or parentheses in comments)"
     assert all(not c.get("outputs") or "NBVAL_CHECK_OUTPUT" in "".join(c["source"])
                for c in cells if c["cell_type"] == "code"), "source notebooks store no outputs but checked ones"
 
