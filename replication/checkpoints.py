@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .paths import CHECKPOINTS_DIR, checkpoints_dir, resume_dir
-from .results import atomic_write_text, stable_hash
+from .results import atomic_write, atomic_write_text, stable_hash
 
 MANIFEST = CHECKPOINTS_DIR / "MANIFEST.json"
 COMMIT_LIMIT_BYTES = 8 * 1024 * 1024
@@ -37,26 +35,12 @@ def resume_path(config: dict[str, Any]) -> Path:
     return resume_dir() / f"{stable_hash(config)}.pt"
 
 
-def _atomic(path: Path, writer) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_model(model: torch.nn.Module, path: Path, config: dict[str, Any],
                history: list[dict[str, Any]] | None = None) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"config": json.dumps(config, sort_keys=True), "config_hash": stable_hash(config),
             "history": json.dumps(history or [])}
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -86,7 +70,7 @@ def load_model(model: torch.nn.Module, path: Path, config: dict[str, Any]) -> li
 
 
 def save_resume_state(config: dict[str, Any], state: dict[str, Any]) -> None:
-    _atomic(resume_path(config), lambda tmp: torch.save(state, tmp))
+    atomic_write(resume_path(config), lambda tmp: torch.save(state, tmp))
 
 
 def load_resume_state(config: dict[str, Any]) -> dict[str, Any] | None:
