@@ -16,8 +16,9 @@ EPS_GRID = (0.01, 0.02, 0.03, 8 / 255)
 
 
 def attack_label(name: str, steps: int, restarts: int) -> str:
+    """The record's attack name; restarts count only for PGD, the one attack evaluate restarts."""
     if name in ("pgd", "apgd-ce"):
-        return f"{name}-{steps}" + (f"x{restarts}" if restarts > 1 else "")
+        return f"{name}-{steps}" + (f"x{restarts}" if name == "pgd" and restarts > 1 else "")
     return name
 
 
@@ -57,7 +58,7 @@ def evaluate(model: torch.nn.Module, split: Split, attacks: Iterable[str] = ("fg
                     alive &= model(adv).argmax(1) == y
             robust += alive.sum().item()
         records.append(make_record(
-            **base, attack=attack_label(name, steps, n_restarts), eps=eps, value=robust / len(split),
+            **base, attack=attack_label(name, steps, restarts), eps=eps, value=robust / len(split),
             wall_time_s=time.perf_counter() - t0,
             extra={"steps": steps if name != "fgsm" else 1, "restarts": n_restarts,
                    "alpha": 2.5 * eps / steps if name == "pgd" else eps}))
@@ -79,14 +80,15 @@ def evaluate_cached(model: torch.nn.Module, split: Split, attacks: Iterable[str]
                     and r["config_hash"] == record["config_hash"] and r["n"] == len(split)
                     and r["dataset"] == split.name):
                 have[(r["attack"], round(r["eps"], 10))] = r
+    def key(attack: str, eps: float) -> tuple[str, float]:
+        return attack_label(attack, steps, restarts), round(float(eps), 10)
+
     out, clean = [], have.get(("none", 0.0))
     for eps in eps_grid:
-        missing = [a for a in attacks
-                   if (attack_label(a, steps, restarts if a == "pgd" else 1), round(float(eps), 10)) not in have]
+        missing = [a for a in attacks if key(a, eps) not in have]
         new = evaluate(model, split, missing, [eps], steps=steps, restarts=restarts, seed=seed, record=record,
                        **kw) if missing or clean is None else []
         clean = clean or next((r for r in new if r["attack"] == "none"), None)
         out += [r for r in new if r["attack"] != "none"]
-        out += [have[(attack_label(a, steps, restarts if a == "pgd" else 1), round(float(eps), 10))]
-                for a in attacks if a not in missing]
+        out += [have[key(a, eps)] for a in attacks if a not in missing]
     return [clean] + out
