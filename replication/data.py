@@ -105,22 +105,32 @@ def balanced_subset(labels: torch.Tensor, n: int | None, seed: int) -> torch.Ten
 
 @dataclass
 class Split:
-    """A data split as tensors on one device: x uint8 (N,3,32,32), y int64 (N,)."""
+    """A data split as tensors on one device: x uint8 (N,3,32,32), y int64 (N,).
+
+    `aux` (optional, uint8 (N,k,32,32)) rides along with x through batching and augmentation, so a
+    per-pixel mask stays aligned with its cropped and flipped image (refinement, notebook 04).
+    """
     name: str
     train: bool
     x: torch.Tensor
     y: torch.Tensor
     num_classes: int
+    aux: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
     def to(self, device) -> "Split":
-        return Split(self.name, self.train, self.x.to(device), self.y.to(device), self.num_classes)
+        return Split(self.name, self.train, self.x.to(device), self.y.to(device), self.num_classes,
+                     None if self.aux is None else self.aux.to(device))
 
     def subset(self, n: int | None, seed: int = 0) -> "Split":
         idx = balanced_subset(self.y.cpu(), n, seed).to(self.y.device)
-        return Split(self.name, self.train, self.x[idx], self.y[idx], self.num_classes)
+        return self.select(idx)
+
+    def select(self, idx: torch.Tensor) -> "Split":
+        return Split(self.name, self.train, self.x[idx], self.y[idx], self.num_classes,
+                     None if self.aux is None else self.aux[idx])
 
     def float_batch(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         return to_float(self.x[start:stop]), self.y[start:stop]
@@ -159,7 +169,10 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
 def iterate_batches(split: Split, batch_size: int, *, shuffle: bool, train_augment: bool,
                     generator: torch.Generator | None = None, drop_last: bool = False,
                     shard: tuple[int, int] = (0, 1)):
-    """Yield (x float [0,1] channels_last, y) batches; `shard`=(rank, world) splits the order."""
+    """Yield (x float [0,1] channels_last, y) batches; `shard`=(rank, world) splits the order.
+
+    A split with `aux` yields (x, y, aux) with aux augmented exactly as x (as float, 0-255 scale).
+    """
     n = len(split)
     order = (torch.randperm(n, generator=generator, device=split.x.device) if shuffle
              else torch.arange(n, device=split.x.device))
@@ -169,9 +182,14 @@ def iterate_batches(split: Split, batch_size: int, *, shuffle: bool, train_augme
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size]
         xb = split.x[idx]
+        if split.aux is not None:
+            xb = torch.cat([xb, split.aux[idx]], 1)
         if train_augment:
             xb = augment(xb, generator)
-        yield to_float(xb), split.y[idx]
+        if split.aux is None:
+            yield to_float(xb), split.y[idx]
+        else:
+            yield to_float(xb[:, :3]), split.y[idx], xb[:, 3:].float()
 
 
 # Channel statistics of the CIFAR training sets, used by the in-model normalisation layer.

@@ -92,3 +92,20 @@ def evaluate_cached(model: torch.nn.Module, split: Split, attacks: Iterable[str]
         out += [r for r in new if r["attack"] != "none"]
         out += [have[key(a, eps)] for a in attacks if a not in missing]
     return [clean] + out
+
+
+def evaluate_grid(model: torch.nn.Module, split: Split, grid: dict[str, Iterable[float]], *,
+                  record: dict[str, Any], **kw: Any) -> list[dict[str, Any]]:
+    """`evaluate_cached` with a different eps list per attack, e.g. {"fgsm": [...], "pgd": [...]};
+    one clean record first."""
+    out: list[dict[str, Any]] = []
+    for attack, eps in grid.items():
+        recs = evaluate_cached(model, split, [attack], list(eps), record=record, **kw)
+        out += recs if not out else recs[1:]
+    return out
+
+
+def metric_dict(records: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """{'clean': acc, 'fgsm@0.01': acc, 'pgd-20@0.0025': acc, ...} from accuracy records (fractions)."""
+    return {("clean" if r["attack"] == "none" else f"{r['attack']}@{r['eps']:.4g}"): r["value"]
+            for r in records if r["metric"] == "accuracy"}

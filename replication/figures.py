@@ -116,3 +116,49 @@ def lime_maps(x, maps, labels, preds, class_names, title: str = ""):
         axes[1, i].axis("off")
     fig.suptitle(title, fontsize=9)
     return fig
+
+
+def overlap_bars(counts: dict[str, dict[str, int]]):
+    """Upset-style bars: flagged segments per exact combination of rules, one colour per model."""
+    import pandas as pd
+
+    df = pd.DataFrame([{"model": m, "rules": k, "segments": v} for m, d in counts.items() for k, v in d.items()])
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    sns.barplot(df, y="rules", x="segments", hue="model", ax=ax, orient="h")
+    ax.set(title="Flagged segments by exact combination of rules (eq 7 is their union)", ylabel="", xlabel="segments")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def flag_examples(x, beta_maps, rule_masks: dict[str, "object"], truth=None, title: str = ""):
+    """Rows: image, baseline LIME map, then one row per rule's flagged pixels (and the planted truth)."""
+    rows = ["image", "LIME"] + list(rule_masks) + (["planted truth"] if truth is not None else [])
+    n = len(x)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.35 * len(rows)), squeeze=False)
+    for i in range(n):
+        _show(axes[0, i], x[i])
+        m = beta_maps[i].cpu().numpy()
+        lim = max(abs(m).max(), 1e-8)
+        axes[1, i].imshow(m, cmap="bwr", vmin=-lim, vmax=lim)
+        extra = [rule_masks[r][i] for r in rule_masks] + ([truth[i]] if truth is not None else [])
+        for r, mk in enumerate(extra, start=2):
+            axes[r, i].imshow(x[i].mean(0).cpu().numpy(), cmap="gray", alpha=0.6)
+            axes[r, i].imshow(mk.cpu().numpy(), cmap="Reds", alpha=0.55, vmin=0, vmax=1)
+        for r in range(1, len(rows)):
+            axes[r, i].axis("off")
+    for r, name in enumerate(rows):
+        axes[r, 0].text(-3, 16, name, ha="right", va="center", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def ablation_bars(table, columns: list[str], title: str = ""):
+    """Horizontal bars per model row for a few accuracy columns (%), e.g. the ablation table."""
+    import pandas as pd
+
+    df = table[columns].reset_index().melt(id_vars=table.index.name or "index", var_name="metric", value_name="accuracy (%)")
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(table) * max(1, len(columns) / 2) + 1))
+    sns.barplot(df, y=table.index.name or "index", x="accuracy (%)", hue="metric", ax=ax, orient="h")
+    ax.set(title=title, ylabel="")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig

@@ -22,6 +22,7 @@ class Run:
     params: dict[str, Any]
     device: torch.device
     started: float = field(default_factory=time.perf_counter)
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -33,6 +34,23 @@ class Run:
 
     def record_fields(self, model: str, config_hash: str) -> dict[str, Any]:
         return {"experiment": self.experiment, "profile": self.name, "model": model, "config_hash": config_hash}
+
+    def record(self, model: str, config_hash: str, dataset: str, metric: str, value: float, n: int, *,
+               attack: str = "none", eps: float | None = None, wall_time_s: float = 0.0, **extra: Any) -> None:
+        """Append one result record (the notebook saves them all with `save`)."""
+        from .results import make_record
+
+        self.records.append(make_record(**self.record_fields(model, config_hash), dataset=dataset, metric=metric,
+                                        attack=attack, eps=eps, value=float(value), n=int(n), seed=self.seed,
+                                        wall_time_s=float(wall_time_s), extra=extra))
+
+    def save(self, records: list[dict[str, Any]] | None = None):
+        """Merge this run's records (and `records`) into results/<profile>/<experiment>.json."""
+        from .results import save_records
+
+        path = save_records(self.experiment, self.name, self.records + list(records or []), self.provenance())
+        print(f"{len(self.records) + len(records or [])} records -> results/{self.name}/{path.name}")
+        return path
 
 
 def seed_everything(seed: int) -> None:

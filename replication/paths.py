@@ -41,5 +41,10 @@ def checkpoints_dir(profile: str) -> Path:
     return CHECKPOINTS_DIR / profile
 
 
+def cache_dir() -> Path:
+    """Derived, regenerable data (identification scores, resume states); git-ignored."""
+    return CACHE_DIR
+
+
 def resume_dir() -> Path:
     return CACHE_DIR / "resume"

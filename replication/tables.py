@@ -46,3 +46,22 @@ def paper_a_baseline_comparison(records: Iterable[dict[str, Any]], model: str, d
                      "ours (%)": round(value, 2), "ours - paper (pp)": round(value - p["baseline"], 2),
                      "our attack": ours[0]["attack"] if ours else "missing", "n": ours[0]["n"] if ours else 0})
     return pd.DataFrame(rows)
+
+
+def paper_a_refined_comparison(ours: dict[str, dict[str, float]], dataset: str, pgd_label: str) -> pd.DataFrame:
+    """Paper A's quoted baseline and refined points beside ours, both eps readings.
+
+    ours: {'baseline': metric_dict, 'refined': metric_dict} (fractions, keys like 'fgsm@0.01');
+    pgd_label: our PGD record name (e.g. 'pgd-20')."""
+    rows = []
+    for p in paper_a_baseline_points(dataset):
+        for reading, scale in (("pixel", 1.0), ("normalised", normalised_eps_scale(dataset))):
+            eps = p["eps"] * scale
+            attack = "fgsm" if p["attack"] == "FGSM" else pgd_label
+            key = f"{attack}@{eps:.4g}"
+            b, r = (100 * ours[k].get(key, float("nan")) for k in ("baseline", "refined"))
+            rows.append({"attack": p["attack"], "paper eps": p["eps"], "eps reading": reading,
+                         "our pixel eps": round(eps, 5), "paper baseline": p["baseline"], "ours baseline": round(b, 2),
+                         "paper refined": p["refined"], "ours refined": round(r, 2),
+                         "paper gain (pp)": round(p["refined"] - p["baseline"], 2), "our gain (pp)": round(r - b, 2)})
+    return pd.DataFrame(rows)

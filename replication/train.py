@@ -24,6 +24,9 @@ from .results import stable_hash
 
 # extra_loss(model, x, y, logits) -> tensor added to the task loss (adversarial / regularised training)
 ExtraLoss = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# batch_loss(model, x, y, aux) -> (loss, logits): replaces the task loss entirely (refinement, notebook 04);
+# aux is the split's per-pixel side channel after augmentation, or None.
+BatchLoss = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, Any], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     extra_loss: str | None = None  # a name for the extra-loss hook, so its runs cache apart
     init_from: str | None = None   # config hash of a checkpoint to fine-tune from
+    data_variant: str | None = None  # names a modified training set (e.g. planted shortcuts)
 
     def to_dict(self) -> dict[str, Any]:
         # None fields are left out, so a new optional field does not change existing cache keys.
@@ -97,11 +101,14 @@ def accuracy(model: torch.nn.Module, split: Split, batch_size: int = 500, bf16: 
 
 
 def train_model(cfg: TrainConfig, name: str, profile: str, train_split: Split, eval_split: Split | None = None,
-                *, extra_loss: ExtraLoss | None = None, init_model: torch.nn.Module | None = None,
+                *, extra_loss: ExtraLoss | BatchLoss | None = None, batch_loss: bool = False,
+                init_model: torch.nn.Module | None = None, manifest: bool = True,
                 stop_after_epoch: int | None = None, progress: bool = True) -> TrainResult:
     """Train `cfg`, or load it from its cache path when a run with the same config finished before.
 
     A killed run resumes from its last epoch state. `stop_after_epoch` ends early on purpose (tests).
+    With batch_loss=True, extra_loss is a BatchLoss that computes the whole loss itself.
+    manifest=False keeps a cpu-profile checkpoint out of MANIFEST.json (regenerable fine-tunes, not committed).
     """
     from accelerate import Accelerator
 
@@ -148,12 +155,15 @@ def train_model(cfg: TrainConfig, name: str, profile: str, train_split: Split, e
                                   generator=gen, drop_last=True, shard=(rank, world))
         bar = tqdm(batches, total=steps_per_epoch, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}",
                    disable=not progress or not accelerator.is_main_process, leave=False)
-        for x, y in bar:
+        for x, y, *aux in bar:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-                if extra_loss is not None:
-                    loss = loss + extra_loss(model, x, y, logits)
+                if batch_loss:
+                    loss, logits = extra_loss(model, x, y, aux[0] if aux else None)
+                else:
+                    logits = model(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                    if extra_loss is not None:
+                        loss = loss + extra_loss(model, x, y, logits)
             opt.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             opt.step()
@@ -179,7 +189,7 @@ def train_model(cfg: TrainConfig, name: str, profile: str, train_split: Split, e
     model = accelerator.unwrap_model(model).eval()
     if accelerator.is_main_process:
         save_model(model, path, config, history)
-        if profile == "cpu":
+        if profile == "cpu" and manifest:
             update_manifest(path)
         resume_path(config).unlink(missing_ok=True)
     return TrainResult(model, history, path, False, stable_hash(config))

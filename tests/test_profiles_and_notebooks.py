@@ -13,6 +13,9 @@ EXPECTED_PARAMETERS = {
     "01_baseline_training": {"PROFILE", "SEED", "MODELS", "ATTACKS", "EPS_GRID", "EPS_NORMALISED_CHECK"},
     "02_lime_analysis": {"PROFILE", "SEED", "SEGMENTATION", "N_SEGMENTS", "HIDE_COLOR", "KERNEL", "KERNEL_WIDTH",
                          "RIDGE_ALPHA"},
+    "03_spurious_features": {"PROFILE", "SEED", "TAU_Q", "SUPPORT_Q", "EPS_Q", "DELTA_Q", "PERTURB_SIGMA"},
+    "04_refinement_training": {"PROFILE", "SEED", "EPS_TRAIN", "ALPHA", "LAMBDA", "TOL_ACC", "TOL_JACCARD",
+                               "EXTRA_SEEDS"},
 }
 
 

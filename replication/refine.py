@@ -1,0 +1,173 @@
+"""Attribution-guided refinement (Paper A §III-C/D, eqs 8-15, Algorithm 1), its ablations and controls.
+
+One loss covers every row of the ablation table (`RefineSpec` switches its parts):
+
+- feature masking (eqs 8-9): the model sees x * m, m = 0 on the image's spurious pixels;
+- sensitivity regulariser (eq 12): mean over the spurious pixels j of ||d L_i / d x_j||^2, where
+  L_i is the example's cross-entropy (the paper writes d f(x) / d x_j and leaves f's output open) and
+  the squared norm runs over the pixel's three channels; double backprop. An image with no flagged
+  pixel contributes 0, so L_reg is exactly 0 when nothing is flagged;
+- FGSM adversarial loss (eqs 13-14): x_adv = clip(x + eps*sign(grad_x L_task)), eps on [0,1] pixels;
+- total (eq 15): L_task + alpha*L_adv + lambda*L_reg.
+
+Controls with the same compute: FGSM with random start (fast AT, Wong et al. 2020: eps 8/255, step
+10/255, trained on the adversarial loss only), the gradient penalty over all pixels (no LIME), and
+the full method with a random mask of the same number of segments per image.
+
+The per-image spurious mask travels with its image as the split's `aux` channel, so random crops
+and flips move mask and image together.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from .attacks import fgsm
+from .data import Split
+from .results import stable_hash
+from .spurious import jaccard
+from .train import TrainResult, config_for, train_model
+
+
+@dataclass(frozen=True)
+class RefineSpec:
+    name: str
+    mask: bool = False
+    reg: bool = False
+    adv: bool = False
+    eps: float = 0.03             # FGSM training eps (eq 13), [0,1] pixel scale
+    alpha: float = 1.0            # weight of L_adv (eq 15)
+    lam: float = 1.0              # weight of L_reg (eq 15)
+    reg_region: str = "spurious"  # "all": the input-gradient penalty over every pixel (control)
+    mask_source: str = "lime"     # "random": same number of segments per image, chosen at random (control)
+    fast_at: bool = False         # control: FGSM with random start, adversarial loss only
+    fast_at_step: float = 10 / 255
+    clean_loss: bool = True       # False: adversarial loss only (fast AT as published)
+
+    def key(self) -> str:
+        d = {k: v for k, v in asdict(self).items() if k != "name"}
+        return stable_hash(d, 12)
+
+
+def ablation_specs(eps: float, alpha: float, lam: float) -> list[RefineSpec]:
+    """Every combination of the three parts, plain fine-tuning, and the three controls."""
+    base = dict(eps=eps, alpha=alpha, lam=lam)
+    specs = [RefineSpec("fine-tune only (CE)", **base)]
+    for m, r, a in ((1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)):
+        name = "+".join(p for p, on in (("mask", m), ("reg", r), ("adv", a)) if on)
+        specs.append(RefineSpec(name, mask=bool(m), reg=bool(r), adv=bool(a), **base))
+    specs += [
+        RefineSpec("control: fast AT (eps 8/255, step 10/255)", fast_at=True, clean_loss=False,
+                   **{**base, "eps": 8 / 255}),
+        RefineSpec("control: gradient penalty on all pixels + adv", reg=True, adv=True, reg_region="all", **base),
+        RefineSpec("control: random mask + reg + adv", mask=True, reg=True, adv=True, mask_source="random", **base),
+    ]
+    return specs
+
+
+FULL = "mask+reg+adv"
+
+
+class RefinementLoss:
+    """BatchLoss for train_model: (model, x, y, aux) -> (loss, clean-input logits)."""
+
+    def __init__(self, spec: RefineSpec):
+        self.spec = spec
+
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, aux: torch.Tensor | None):
+        s = self.spec
+        spur = (aux[:, :1] > 127.5).to(x.dtype) if aux is not None else torch.zeros_like(x[:, :1])
+        xin = x * (1 - spur) if s.mask else x
+        if s.reg:
+            xin = xin.detach().requires_grad_(True)
+        logits = model(xin)
+        loss = F.cross_entropy(logits.float(), y) if s.clean_loss else torch.zeros((), device=x.device)
+        if s.reg:
+            loss = loss + s.lam * sensitivity_penalty(logits, y, xin, torch.ones_like(spur) if s.reg_region == "all" else spur)
+        if s.adv or s.fast_at:
+            x_adv = fgsm(model, xin.detach(), y, s.eps, random_start=s.fast_at,
+                         alpha=s.fast_at_step if s.fast_at else None)
+            loss = loss + (1.0 if s.fast_at else s.alpha) * F.cross_entropy(model(x_adv).float(), y)
+        return loss, logits
+
+
+def sensitivity_penalty(logits: torch.Tensor, y: torch.Tensor, xin: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Eq 12: per image, mean over pixels in `region` (B,1,H,W) of the squared input gradient of the
+    example's loss (summed over channels); averaged over the batch. Differentiable (double backprop)."""
+    (g,) = torch.autograd.grad(F.cross_entropy(logits.float(), y, reduction="sum"), xin, create_graph=True)
+    sq = g.float().pow(2).sum(1, keepdim=True) * region
+    return (sq.flatten(1).sum(1) / region.flatten(1).sum(1).clamp_min(1)).mean()
+
+
+def with_masks(split: Split, spurious_pixels: torch.Tensor) -> Split:
+    """The split with its (N,H,W) bool spurious-pixel masks as the aux channel (0/255 uint8)."""
+    aux = spurious_pixels.to(torch.uint8)[:, None].mul(255).to(split.x.device)
+    return Split(split.name, split.train, split.x, split.y, split.num_classes, aux)
+
+
+def masks_id(split: Split, pixels: torch.Tensor) -> str:
+    """Names a (training images, spurious masks) pair; part of the refined model's cache key."""
+    import hashlib
+
+    from .identification import images_key
+
+    return f"masks-{images_key(split)}-{hashlib.sha1(pixels.cpu().numpy().tobytes()).hexdigest()[:12]}"
+
+
+def refine(init: TrainResult, spec: RefineSpec, train: Split, profile: dict[str, Any], *, name: str,
+           masks_id: str, seed: int = 0, progress: bool = True) -> TrainResult:
+    """Fine-tune `init` on `train` (with its masks as aux) with the spec's loss; cached like any model
+    (checkpoints/<profile>/<name>-<hash>; these fine-tunes are regenerable and not committed)."""
+    r = profile["refine"]
+    cfg = config_for("resnet18", init_dataset(train), profile, seed=seed, epochs=r["epochs"],
+                     batch_size=r["batch_size"], lr=r["lr"], schedule="cosine", n_train=len(train),
+                     extra_loss=f"refine:{spec.key()}", init_from=init.config_hash, data_variant=masks_id)
+    return train_model(cfg, name, profile["name"], train, None, extra_loss=RefinementLoss(spec), batch_loss=True,
+                       init_model=init.model, manifest=False, progress=progress)
+
+
+def init_dataset(split: Split) -> str:
+    return split.name.split("-")[0]
+
+
+@dataclass
+class Round:
+    round: int
+    flagged_segment_frac: float
+    flagged_pixel_frac: float
+    jaccard_to_previous: float | None
+    metrics: dict[str, float]
+    wall_time_s: float
+    converged: bool
+
+
+def algorithm1(base: TrainResult, spec: RefineSpec, identify_round: Callable[[TrainResult], tuple[Any, Any]],
+               refine_round: Callable[[TrainResult, Any, int], TrainResult],
+               evaluate_round: Callable[[TrainResult], dict[str, float]], *, rounds: int,
+               robust_key: str, tol_acc: float = 0.01, tol_jaccard: float = 0.8) -> tuple[TrainResult, list[Round]]:
+    """Algorithm 1: attribution -> identification -> refinement, repeated until the robust accuracy
+    `robust_key` changes by less than `tol_acc` AND the flagged set's Jaccard index to the previous
+    round is at least `tol_jaccard`, or `rounds` rounds have run.
+
+    identify_round(model) -> (flags (B,F) bool, pixel masks (B,H,W), flagged share of real segments);
+    refine_round(model, pixels, r) -> refined model; evaluate_round(model, r) -> metrics.
+    """
+    current, prev_flags, prev_rob, history = base, None, None, []
+    for r in range(1, rounds + 1):
+        t0 = time.perf_counter()
+        flags, pixels, seg_frac = identify_round(current)
+        current = refine_round(current, pixels, r)
+        metrics = evaluate_round(current, r)
+        jac = None if prev_flags is None else jaccard(flags, prev_flags)
+        rob = metrics[robust_key]
+        converged = prev_rob is not None and abs(rob - prev_rob) < tol_acc and jac is not None and jac >= tol_jaccard
+        history.append(Round(r, float(seg_frac), float(pixels.float().mean()), jac, metrics,
+                             time.perf_counter() - t0, converged))
+        prev_flags, prev_rob = flags, rob
+        if converged:
+            break
+    return current, history

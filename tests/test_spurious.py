@@ -1,0 +1,71 @@
+"""Identification rules (eqs 4-7) on hand-made scores, and the mask helpers."""
+import torch
+
+from replication import spurious as sp
+
+
+def _scores(beta, sens, var, beta_ref=None, sens_ref=None, counts=None):
+    b, f = beta.shape
+    counts = counts if counts is not None else torch.full((b,), f)
+    segments = torch.arange(16).view(4, 4).repeat(b, 1, 1) % f  # 4x4 images, segment = pixel index mod F
+    return sp.Scores(segments, counts, beta, sens, var, beta_ref, sens_ref)
+
+
+def test_rules_flag_the_top_quantile_and_the_reference_vetoes():
+    # one image, 10 segments; segment 9 has the largest |beta|, segment 8 the largest gradient,
+    # segment 7 the largest variance
+    beta = torch.tensor([[1.0] * 9 + [20.0]])
+    sens = torch.tensor([[1.0] * 8 + [20.0, 1.0]])
+    var = torch.tensor([[0.0] * 7 + [50.0, 0.0, 0.0]])
+    cfg = sp.IdentifyConfig(tau_q=0.85, eps_q=0.85, delta_q=0.85, support_q=0.5)
+    f = sp.identify(_scores(beta, sens, var), cfg)
+    assert f.irrelevant.nonzero()[:, 1].tolist() == [9]
+    assert f.sensitive.nonzero()[:, 1].tolist() == [8]
+    assert f.unstable.nonzero()[:, 1].tolist() == [7]
+    assert f.spurious.nonzero()[:, 1].tolist() == [7, 8, 9]
+    # the reference backs segment 9's attribution (top of its own ranking) but not segment 8's gradient
+    ref_beta = torch.tensor([[0.1] * 9 + [5.0]])
+    ref_sens = torch.tensor([[1.0] * 8 + [0.0, 1.0]])
+    f2 = sp.identify(_scores(beta, sens, var, ref_beta, ref_sens), cfg)
+    assert not f2.irrelevant.any()
+    assert f2.sensitive.nonzero()[:, 1].tolist() == [8]
+
+
+def test_padding_segments_are_never_flagged():
+    beta = torch.tensor([[1.0, 2.0, 3.0, 0.0], [1.0, 1.0, 1.0, 9.0]])
+    s = _scores(beta, beta.clone(), beta.clone(), counts=torch.tensor([3, 4]))
+    f = sp.identify(s, sp.IdentifyConfig(tau_q=0.0, eps_q=0.0, delta_q=0.0))
+    assert not f.spurious[0, 3]
+
+
+def test_pixel_masks_random_flags_and_class_masks():
+    seg = torch.tensor([[[0, 0], [1, 2]], [[2, 1], [0, 0]]])
+    flags = torch.tensor([[True, False, True], [False, True, False]])
+    pix = sp.pixel_masks(flags, seg)
+    assert pix.tolist() == [[[True, True], [False, True]], [[False, True], [False, False]]]
+    r = sp.random_flags(flags, torch.tensor([3, 3]), seed=0)
+    assert r.sum(1).tolist() == flags.sum(1).tolist()
+    cm = sp.class_masks(pix, torch.tensor([0, 0]), num_classes=2)
+    assert cm[0].sum() == 2 and not cm[1].any()  # class 0: mean 2 flagged pixels per image
+    assert cm[0, 0, 1]  # the pixel both images flag
+
+
+def test_jaccard_and_overlap_counts():
+    a = torch.tensor([[True, True, False]])
+    b = torch.tensor([[True, False, False]])
+    assert sp.jaccard(a, b) == 0.5 and sp.jaccard(a & False, b & False) == 1.0
+    f = sp.Flags(a, b, torch.zeros_like(a), {})
+    counts = sp.overlap_counts(f)
+    assert counts["irrelevant & sensitive"] == 1 and counts["irrelevant"] == 1 and sum(counts.values()) == 2
+
+
+def test_segment_sensitivity_is_the_mean_gradient_magnitude_per_segment():
+    torch.manual_seed(0)
+    lin = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
+    x = torch.rand(2, 3, 4, 4)
+    y = torch.tensor([0, 1])
+    seg = torch.arange(16).view(4, 4).repeat(2, 1, 1) // 8  # two segments: top and bottom half
+    out = sp.segment_sensitivity(lin, x, y, seg, 2)
+    w = lin[1].weight.detach().view(2, 3, 4, 4).abs().sum(1)  # |d logit_c / d x| summed over channels
+    for i in range(2):
+        assert torch.allclose(out[i], torch.stack([w[y[i], :2].mean(), w[y[i], 2:].mean()]), atol=1e-6)
