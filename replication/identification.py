@@ -9,7 +9,7 @@ so notebook 04 reuses what 03 computed and later refinement rounds only recomput
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -28,12 +28,6 @@ def identify_config(profile: dict[str, Any], seed: int = 0, **overrides: Any) ->
 
 def images_key(split: Split) -> str:
     return hashlib.sha1(split.x.cpu().numpy().tobytes() + split.y.cpu().numpy().tobytes()).hexdigest()[:16]
-
-
-@dataclass
-class Identified:
-    split: Split            # the images explained
-    scores: Scores
 
 
 def scores_for(model: torch.nn.Module, model_hash: str, split: Split, cfg: IdentifyConfig, profile: str, *,

@@ -19,6 +19,7 @@ and flips move mask and image together.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 
 from .attacks import fgsm
 from .data import Split
+from .identification import images_key
 from .results import stable_hash
 from .spurious import jaccard
 from .train import TrainResult, config_for, train_model
@@ -111,10 +113,6 @@ def with_masks(split: Split, spurious_pixels: torch.Tensor) -> Split:
 
 def masks_id(split: Split, pixels: torch.Tensor) -> str:
     """Names a (training images, spurious masks) pair; part of the refined model's cache key."""
-    import hashlib
-
-    from .identification import images_key
-
     return f"masks-{images_key(split)}-{hashlib.sha1(pixels.cpu().numpy().tobytes()).hexdigest()[:12]}"
 
 
@@ -123,15 +121,11 @@ def refine(init: TrainResult, spec: RefineSpec, train: Split, profile: dict[str,
     """Fine-tune `init` on `train` (with its masks as aux) with the spec's loss; cached like any model
     (checkpoints/<profile>/<name>-<hash>; these fine-tunes are regenerable and not committed)."""
     r = profile["refine"]
-    cfg = config_for("resnet18", init_dataset(train), profile, seed=seed, epochs=r["epochs"],
+    cfg = config_for("resnet18", train.name.split("-")[0], profile, seed=seed, epochs=r["epochs"],
                      batch_size=r["batch_size"], lr=r["lr"], schedule="cosine", n_train=len(train),
                      extra_loss=f"refine:{spec.key()}", init_from=init.config_hash, data_variant=masks_id)
     return train_model(cfg, name, profile["name"], train, None, extra_loss=RefinementLoss(spec), batch_loss=True,
                        init_model=init.model, manifest=False, progress=progress)
-
-
-def init_dataset(split: Split) -> str:
-    return split.name.split("-")[0]
 
 
 @dataclass

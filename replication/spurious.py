@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-import numpy as np
 import torch
 
 from .lime_analysis import beta_to_pixels, explain, segment_batch
@@ -241,7 +240,3 @@ def scores_cached(key: dict[str, Any], profile: str, compute) -> Scores:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda p: torch.save(s.tensors(), p))
     return s
-
-
-def quantile_table(values: np.ndarray, qs=(0.5, 0.8, 0.9, 0.95)) -> dict[str, float]:
-    return {f"q{int(q * 100)}": float(np.quantile(values, q)) for q in qs}
