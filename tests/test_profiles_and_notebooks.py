@@ -15,7 +15,7 @@ EXPECTED_PARAMETERS = {
                          "RIDGE_ALPHA"},
     "03_spurious_features": {"PROFILE", "SEED", "TAU_Q", "SUPPORT_Q", "EPS_Q", "DELTA_Q", "PERTURB_SIGMA"},
     "04_refinement_training": {"PROFILE", "SEED", "EPS_TRAIN", "ALPHA", "LAMBDA", "TOL_ACC", "TOL_JACCARD",
-                               "EXTRA_SEEDS"},
+                               "EXTRA_SEEDS", "LAMBDA_SWEEP"},
 }
 
 
