@@ -124,7 +124,7 @@ def refine(init: TrainResult, spec: RefineSpec, train: Split, profile: dict[str,
     cfg = config_for("resnet18", train.name.split("-")[0], profile, seed=seed, epochs=r["epochs"],
                      batch_size=r["batch_size"], lr=r["lr"], schedule="cosine", n_train=len(train),
                      extra_loss=f"refine:{spec.key()}", init_from=init.config_hash, data_variant=masks_id)
-    return train_model(cfg, name, profile["name"], train, None, extra_loss=RefinementLoss(spec), batch_loss=True,
+    return train_model(cfg, name, profile["name"], train, None, batch_loss=RefinementLoss(spec),
                        init_model=init.model, manifest=False, progress=progress)
 
 

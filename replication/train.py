@@ -101,19 +101,21 @@ def accuracy(model: torch.nn.Module, split: Split, batch_size: int = 500, bf16: 
 
 
 def train_model(cfg: TrainConfig, name: str, profile: str, train_split: Split, eval_split: Split | None = None,
-                *, extra_loss: ExtraLoss | BatchLoss | None = None, batch_loss: bool = False,
+                *, extra_loss: ExtraLoss | None = None, batch_loss: BatchLoss | None = None,
                 init_model: torch.nn.Module | None = None, manifest: bool = True,
                 stop_after_epoch: int | None = None, progress: bool = True) -> TrainResult:
     """Train `cfg`, or load it from its cache path when a run with the same config finished before.
 
     A killed run resumes from its last epoch state. `stop_after_epoch` ends early on purpose (tests).
-    With batch_loss=True, extra_loss is a BatchLoss that computes the whole loss itself.
+    `batch_loss` computes the whole loss itself, instead of cross-entropy plus extra_loss.
     manifest=False keeps a cpu-profile checkpoint out of MANIFEST.json (regenerable fine-tunes, not committed).
     """
     from accelerate import Accelerator
 
-    if (extra_loss is None) != (cfg.extra_loss is None):
-        raise ValueError("Pass extra_loss together with a cfg.extra_loss name (it keys the cache).")
+    if extra_loss is not None and batch_loss is not None:
+        raise ValueError("Pass extra_loss or batch_loss, not both.")
+    if (extra_loss is None and batch_loss is None) != (cfg.extra_loss is None):
+        raise ValueError("Pass extra_loss or batch_loss together with a cfg.extra_loss name (it keys the cache).")
     if (init_model is None) != (cfg.init_from is None):
         raise ValueError("Pass init_model together with cfg.init_from (its config hash).")
     config = cfg.to_dict()
@@ -157,8 +159,8 @@ def train_model(cfg: TrainConfig, name: str, profile: str, train_split: Split, e
                    disable=not progress or not accelerator.is_main_process, leave=False)
         for x, y, *aux in bar:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                if batch_loss:
-                    loss, logits = extra_loss(model, x, y, aux[0] if aux else None)
+                if batch_loss is not None:
+                    loss, logits = batch_loss(model, x, y, aux[0] if aux else None)
                 else:
                     logits = model(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
