@@ -20,7 +20,7 @@ segments (eq 8 uses m = 0 on spurious pixels; `pixel_masks` returns the spurious
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -85,6 +85,10 @@ class Scores:
     beta_var: torch.Tensor         # (B,F) variance of beta over the original and noisy copies
     beta_ref: torch.Tensor | None  # (B,F) reference LIME, same segments
     sens_ref: torch.Tensor | None
+
+    def without_reference(self) -> "Scores":
+        """The same scores with the reference check switched off (eq 7 as printed)."""
+        return replace(self, beta_ref=None, sens_ref=None)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
