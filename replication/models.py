@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import MEAN_STD
+from .hardware import reroute_faulty_convs
 
 
 class Normalize(nn.Module):
@@ -138,7 +139,10 @@ ARCHS = ("resnet18", "resnet50", "wrn28_10")
 
 
 def build_model(arch: str, num_classes: int, width: float = 64, dataset: str = "cifar10") -> nn.Sequential:
-    """Normalize -> network. Input: [0,1] pixels, NCHW. Returned in channels_last memory format."""
+    """Normalize -> network. Input: [0,1] pixels, NCHW. Returned in channels_last memory format.
+
+    Shortcut convolutions that oneDNN's AVX2 kernels get wrong (1x1, stride 2, < 8 input channels:
+    ResNets at width < 8) are rerouted through an exactly equal form; see `hardware`."""
     if arch == "resnet18":
         net = ResNet(BasicBlock, [2, 2, 2, 2], num_classes, int(width))
     elif arch == "resnet50":
@@ -151,6 +155,7 @@ def build_model(arch: str, num_classes: int, width: float = 64, dataset: str = "
     model = nn.Sequential()
     model.add_module("normalize", Normalize(mean, std))
     model.add_module("net", net)
+    reroute_faulty_convs(model)
     return model.to(memory_format=torch.channels_last)
 
 

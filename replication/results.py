@@ -89,7 +89,10 @@ def device_description() -> str:
     import torch
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    from .hardware import cpu_description
+    c = cpu_description()
+    return (f"cpu: {c['model']} ({c['machine']}, {c['isa']}, oneDNN {c['onednn']}), "
+            f"{c['threads']} threads")
 
 
 def provenance(config: dict[str, Any] | None = None, wall_time_s: float | None = None) -> dict[str, Any]:

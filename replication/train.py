@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .checkpoints import (checkpoint_path, load_model, load_resume_state, resume_path, save_model,
                           save_resume_state, update_manifest)
 from .data import Split, iterate_batches
+from .hardware import check_onednn_safe
 from .models import build_model
 from .results import stable_hash
 
@@ -130,6 +131,7 @@ def train_model(cfg: TrainConfig, name: str, profile: str, train_split: Split, e
     if init_model is not None:
         model.load_state_dict(init_model.state_dict())
     model = model.to(device)
+    check_onednn_safe(model, device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                           weight_decay=cfg.weight_decay)
     train_split = train_split.to(device)

@@ -1,8 +1,32 @@
 import os
+import sys
+import threading
 
 import pytest
 
 os.environ.setdefault("REPLICATION_PROFILE", "smoke")
+
+
+# pytest-timeout (pyproject.toml: timeout, method "thread") ends a hung run with a stack dump, since
+# a hang inside native code (e.g. an OpenMP barrier) never returns to Python; it does not say which
+# test hung, so this names it first.
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item, settings):
+    if settings.timeout and settings.timeout > 1:
+        def name_it():
+            sys.__stderr__.write(f"\n+++ TIMEOUT: {item.nodeid} ran past {settings.timeout:.0f} s "
+                                 f"(pytest-timeout ends the run; stacks follow) +++\n")
+            sys.__stderr__.flush()
+        item._name_timer = threading.Timer(settings.timeout - 1, name_it)
+        item._name_timer.daemon = True
+        item._name_timer.start()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_cancel_timer(item):
+    timer = getattr(item, "_name_timer", None)
+    if timer is not None:
+        timer.cancel()
 
 
 @pytest.fixture
@@ -28,7 +52,8 @@ def cifar10_small():
 
 @pytest.fixture(scope="session")
 def trained_tiny(cifar10_small, tmp_path_factory):
-    """A width-4 ResNet-18 trained for a few epochs on 2,000 images: clearly above chance."""
+    """A width-4 ResNet-18 trained for a few epochs on 2,000 images: clearly above chance.
+    (Width 4 is the shape oneDNN issue 6035 breaks on AVX2 CPUs: see test_onednn_fault.py.)"""
     from replication import paths
     from replication.train import TrainConfig, train_model
 
