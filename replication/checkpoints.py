@@ -16,10 +16,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from .paths import CHECKPOINTS_DIR, checkpoints_dir, resume_dir
+from . import paths
+from .paths import checkpoints_dir, manifest_path, resume_dir
 from .results import atomic_write, atomic_write_text, stable_hash
 
-MANIFEST = CHECKPOINTS_DIR / "MANIFEST.json"
 COMMIT_LIMIT_BYTES = 8 * 1024 * 1024
 
 
@@ -98,7 +98,8 @@ def update_manifest(path: Path) -> None:
     size = path.stat().st_size
     if size > COMMIT_LIMIT_BYTES:
         return  # too large to commit: never listed
-    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
-    manifest[str(path.relative_to(CHECKPOINTS_DIR))] = {
+    manifest_file = manifest_path()
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
+    manifest[str(path.relative_to(paths.CHECKPOINTS_DIR))] = {
         "sha256": sha256(path), "bytes": size, "config_hash": read_metadata(path)["config_hash"]}
-    atomic_write_text(MANIFEST, json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")
+    atomic_write_text(manifest_file, json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")

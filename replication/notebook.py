@@ -11,7 +11,7 @@ import torch
 
 from .figures import set_theme
 from .profiles import get_profile
-from .results import provenance
+from .results import provenance, require_clean_tree
 
 
 @dataclass
@@ -62,6 +62,7 @@ def seed_everything(seed: int) -> None:
 def start(experiment: str, PROFILE: str | None, SEED: int = 0, **params: Any) -> Run:
     """Resolve PROFILE (None: $REPLICATION_PROFILE, else smoke), seed everything, print a summary."""
     profile = get_profile(PROFILE)
+    require_clean_tree(profile["name"])  # fail before the work, not when saving its results
     seed_everything(SEED)
     set_theme()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

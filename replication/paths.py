@@ -41,6 +41,12 @@ def checkpoints_dir(profile: str) -> Path:
     return CHECKPOINTS_DIR / profile
 
 
+def manifest_path() -> Path:
+    """The committed checkpoints' sha256 list. A function, like every path here, so that tests that
+    point CHECKPOINTS_DIR / PROJECT_ROOT at a temporary directory move this too."""
+    return CHECKPOINTS_DIR / "MANIFEST.json"
+
+
 def cache_dir() -> Path:
     """Derived, regenerable data (identification scores, resume states); git-ignored."""
     return CACHE_DIR

@@ -10,7 +10,7 @@ import re
 
 import pandas as pd
 
-from .paths import PROJECT_ROOT
+from . import paths
 from .results import load_results, results_path
 from .tables import accuracy_table, normalised_eps_scale, paper_a_baseline_comparison
 
@@ -42,7 +42,8 @@ def render(profile: str) -> str:
         prov = doc["provenance"]
         acc = [r for r in recs if r["metric"] == "accuracy"]
         n = sorted({(r["model"], r["n"]) for r in acc})
-        out.append(f"**Notebook 01, profile `{profile}`** (git {prov['git_commit'][:10]}, {prov['device']}; "
+        dirty = " **from uncommitted code**" if prov.get("dirty") else ""  # older "+dirty" counted outputs too
+        out.append(f"**Notebook 01, profile `{profile}`** (git {prov['git_commit'][:10]}{dirty}, {prov['device']}; "
                    "test images: " + ", ".join(f"{m} n={k}" for m, k in n) + "). Accuracy (%), "
                    "L-inf eps on [0,1] pixels (–: not evaluated):\n")
         table = accuracy_table(recs).T  # rows: clean / attack @ eps; columns: models
@@ -176,7 +177,7 @@ def main(argv=None) -> None:
     text = render(args.profile)
     print(text)
     if args.update_readme:
-        readme = PROJECT_ROOT / "README.md"
+        readme = paths.PROJECT_ROOT / "README.md"
         body = readme.read_text()
         if BEGIN not in body:
             raise SystemExit(f"README.md has no {BEGIN} ... {END} block")

@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from .paths import DATA_FILES_DIR, PROJECT_ROOT, results_dir
+from . import paths
+from .paths import DATA_FILES_DIR
 
 SCHEMA_VERSION = 1
 RECORD_FIELDS = {
@@ -63,16 +64,54 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
-def git_commit() -> str:
+# What a reported number depends on: a change here, committed or not, changes the numbers. Outputs
+# (results/, figures/, checkpoints/, the README's rendered block) are not in it, so a `cpu` run
+# writing notebook 00's results does not make notebook 01's run dirty.
+CODE_PATHS = ("replication", "notebooks", "pyproject.toml", "environment.yml", "Makefile")
+REPORTED_PROFILES = ("cpu", "full")
+ALLOW_DIRTY_ENV = "REPLICATION_ALLOW_DIRTY"
+
+
+class DirtyTreeError(RuntimeError):
+    pass
+
+
+def _git(*args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=paths.PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+    if out.returncode != 0:
+        raise OSError(out.stderr.strip())
+    return out.stdout  # unstripped: porcelain status lines start with a space
+
+
+def code_changes() -> list[str]:
+    """Uncommitted changes (tracked or new, not ignored) to the code in CODE_PATHS; [] outside git."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                             text=True, timeout=10)
-        commit = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
+        status = _git("status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line[3:] for line in status.splitlines()]
+
+
+def git_commit() -> str:
+    """HEAD's commit, with '+dirty' when the code that makes the numbers has uncommitted changes."""
+    try:
+        commit = _git("rev-parse", "HEAD").strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return commit + ("+dirty" if code_changes() else "")
+
+
+def require_clean_tree(profile: str) -> None:
+    """Reported profiles (cpu, full) only write numbers that committed code made."""
+    if profile not in REPORTED_PROFILES or os.environ.get(ALLOW_DIRTY_ENV):
+        return
+    changes = code_changes()
+    if changes:
+        shown = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
+        raise DirtyTreeError(
+            f"Profile {profile!r} writes reported numbers, and the code has uncommitted changes ({shown}). "
+            f"Commit them first, so the results name the code that made them; or set {ALLOW_DIRTY_ENV}=1 "
+            "to write results marked dirty (the report flags them).")
 
 
 def package_versions() -> dict[str, str]:
@@ -96,8 +135,10 @@ def device_description() -> str:
 
 
 def provenance(config: dict[str, Any] | None = None, wall_time_s: float | None = None) -> dict[str, Any]:
+    commit = git_commit()
     return {
-        "git_commit": git_commit(),
+        "git_commit": commit,
+        "dirty": commit.endswith("+dirty"),
         "packages": package_versions(),
         "device": device_description(),
         "host": platform.node(),
@@ -136,7 +177,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def results_path(experiment: str, profile: str) -> Path:
-    return results_dir(profile) / f"{experiment}.json"
+    return paths.results_dir(profile) / f"{experiment}.json"
 
 
 def load_results(experiment: str, profile: str) -> dict[str, Any]:
@@ -155,6 +196,7 @@ def load_results(experiment: str, profile: str) -> dict[str, Any]:
 def save_records(experiment: str, profile: str, records: Iterable[dict[str, Any]],
                  prov: dict[str, Any]) -> Path:
     """Merge `records` into the experiment's file (same key = replaced) and write it atomically."""
+    require_clean_tree(profile)
     records = list(records)
     for rec in records:
         validate_record(rec)

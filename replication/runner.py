@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .paths import NOTEBOOKS_DIR, executed_dir
 from .profiles import ENV_VAR, resolve_profile
+from .results import DirtyTreeError, require_clean_tree
 
 
 class UnknownParameterError(ValueError):
@@ -60,6 +61,7 @@ def run(profile: str | None, selection: list[str] | None, params: dict, log_outp
     import papermill
 
     profile = resolve_profile(profile) if profile else default_profile()
+    require_clean_tree(profile)
     os.environ[ENV_VAR] = profile  # helper processes the notebooks start see the same profile
     out_dir = executed_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +100,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     try:
         run(args.profile or None, args.notebooks, {k: _literal(v) for k, v in args.param}, args.log_output)
-    except (UnknownParameterError, ValueError) as exc:
+    except (UnknownParameterError, ValueError, DirtyTreeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
 

@@ -79,7 +79,7 @@ def _scheduler(cfg: TrainConfig, opt, total_steps: int):
         warm = max(1, int(cfg.warmup_frac * total_steps))
 
         def f(step):  # linear up to the peak, then linearly down to zero
-            return step / warm if step < warm else max(0.0, (total_steps - step) / (total_steps - warm))
+            return step / warm if step < warm else max(0.0, (total_steps - step) / max(1, total_steps - warm))
     elif cfg.schedule == "cosine":
         def f(step):
             return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))

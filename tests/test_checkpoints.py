@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from replication import checkpoints
+from replication import checkpoints, paths
 from replication.checkpoints import CheckpointMismatchError, checkpoint_path, load_model, save_model
 from replication.models import build_model
 from replication.train import TrainConfig, train_model
@@ -77,10 +77,21 @@ def test_hash_is_stable_and_ignores_unset_optionals(tiny_cfg):
 def test_committed_checkpoints_match_manifest():
     import json
 
-    if not checkpoints.MANIFEST.exists():
+    if not paths.manifest_path().exists():
         pytest.skip("no committed checkpoints")
-    for rel, entry in json.loads(checkpoints.MANIFEST.read_text()).items():
-        path = checkpoints.CHECKPOINTS_DIR / rel
+    for rel, entry in json.loads(paths.manifest_path().read_text()).items():
+        path = paths.CHECKPOINTS_DIR / rel
         assert path.exists(), f"{rel} is listed in the manifest but missing"
         assert entry["bytes"] <= checkpoints.COMMIT_LIMIT_BYTES
         assert checkpoints.sha256(path) == entry["sha256"], f"{rel} does not match its sha256"
+
+
+def test_a_cpu_profile_training_under_test_writes_only_into_the_temporary_store(isolated_store, tiny_cfg,
+                                                                                tiny_data):
+    real = paths.PACKAGE_DIR.parent / "checkpoints" / "MANIFEST.json"
+    before = real.read_bytes() if real.exists() else None
+    cfg = dataclasses.replace(tiny_cfg, epochs=1)
+    res = train_model(cfg, "tiny", "cpu", tiny_data[0], progress=False)
+    assert paths.manifest_path() == isolated_store / "checkpoints" / "MANIFEST.json"
+    assert res.path.relative_to(isolated_store) and res.path.name in paths.manifest_path().read_text()
+    assert (real.read_bytes() if real.exists() else None) == before

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from replication import results
+from replication import paths, results
 from replication.results import SchemaError, make_record, save_records
 
 
@@ -58,3 +58,37 @@ def test_paper_numbers_are_data():
     a = results.paper_reference("a")
     assert a["fig3_cifar10"][0] == {"attack": "FGSM", "eps": 0.01, "baseline": 54.29, "refined": 72.59}
     assert results.paper_reference("b")["table1_pgd_accuracy"][2]["cifar10"] == 76.4
+
+
+def test_reported_profiles_refuse_uncommitted_code(tmp_path, monkeypatch):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "replication").mkdir(parents=True)
+    (repo / "results").mkdir()
+    (repo / "replication" / "m.py").write_text("x = 1\n")
+    (repo / "results" / "r.json").write_text("{}\n")
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=repo,  # noqa: E731
+                                    check=True, capture_output=True)
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    monkeypatch.setattr(paths, "PROJECT_ROOT", repo)
+    monkeypatch.delenv(results.ALLOW_DIRTY_ENV, raising=False)
+    (repo / "results" / "r.json").write_text('{"new": 1}\n')  # outputs do not make the code dirty
+    assert results.code_changes() == [] and not results.git_commit().endswith("+dirty")
+    results.require_clean_tree("cpu")
+    (repo / "replication" / "m.py").write_text("x = 2\n")
+    (repo / "replication" / "new.py").write_text("y = 1\n")
+    assert sorted(results.code_changes()) == ["replication/m.py", "replication/new.py"]
+    assert results.git_commit().endswith("+dirty") and results.provenance()["dirty"] is True
+    for profile in ("cpu", "full"):
+        with pytest.raises(results.DirtyTreeError, match="replication/m.py.*REPLICATION_ALLOW_DIRTY"):
+            results.require_clean_tree(profile)
+    with pytest.raises(results.DirtyTreeError):
+        save_records("e", "cpu", [_rec(profile="cpu")], results.provenance())
+    assert not (repo / "results" / "cpu").exists()
+    results.require_clean_tree("smoke")
+    monkeypatch.setenv(results.ALLOW_DIRTY_ENV, "1")
+    path = save_records("e", "cpu", [_rec(profile="cpu")], results.provenance())
+    assert json.loads(path.read_text())["provenance"]["dirty"] is True
