@@ -45,26 +45,28 @@ class OneDNNFaultError(RuntimeError):
     """A model would send a convolution into the faulty oneDNN kernel on this CPU."""
 
 
-def cpu_flags() -> set[str]:
+@lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none, e.g. macOS)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if not line.strip():
+                    break  # end of the first processor's block
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return set()
+    return fields
+
+
+def cpu_flags() -> set[str]:
+    return set(_cpuinfo().get("flags", "").split())
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def cpu_isa(flags: set[str] | None = None) -> str:
@@ -130,7 +132,7 @@ class SubsampledConv2d(nn.Conv2d):
     Its parameters and state-dict keys are those of the nn.Conv2d it replaces."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ph, pw = self.padding if isinstance(self.padding, tuple) else (0, 0)
+        ph, pw = self.padding  # a tuple: reroute_faulty_convs reroutes no other kind
         if ph or pw:
             x = F.pad(x, (pw, pw, ph, ph))
         sh, sw = self.stride
