@@ -7,6 +7,7 @@ checks it against torchattacks on the same model, inputs and seed.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -76,22 +77,68 @@ def pgd(model, x, y, eps: float, alpha: float, steps: int, *, random_start: bool
     return best.detach()
 
 
+@dataclass(frozen=True)
+class Attack:
+    """An evaluation attack with one call signature: attack(model, x, y, eps, n_classes=..., seed=...).
+
+    name: fgsm | pgd | apgd-ce | apgd-dlr | square | autoattack (torchattacks). steps: iterations
+    (queries for square). restarts: independent random starts; `evaluate` counts an image as robust
+    only if it survives all of them. eot: gradient samples averaged per step (EOT, for randomised
+    defences; PGD only, torchattacks.EOTPGD). step_factor: PGD step size = step_factor * eps / steps.
+    A purified pipeline slots in as the `model` (an nn.Module that purifies, then classifies)."""
+    name: str
+    steps: int = 1
+    restarts: int = 1
+    eot: int = 1
+    step_factor: float = 2.5
+
+    def __post_init__(self):
+        if self.name not in ATTACKS:
+            raise ValueError(f"Unknown attack {self.name!r}; choose one of {ATTACKS}.")
+        if self.eot > 1 and self.name != "pgd":
+            raise ValueError("EOT is implemented for PGD only (torchattacks.EOTPGD).")
+
+    @property
+    def random(self) -> bool:
+        return self.name != "fgsm"
+
+    def step_size(self, eps: float) -> float | None:
+        return eps if self.name == "fgsm" else self.step_factor * eps / self.steps if self.name == "pgd" else None
+
+    def spec(self, eps: float) -> dict:
+        """The record's `attack` field."""
+        from .results import attack_spec
+
+        return attack_spec(self.name, steps=self.steps, restarts=self.restarts if self.random else 1,
+                           eot=self.eot, step_size=self.step_size(eps))
+
+    def __call__(self, model, x, y, eps: float, *, n_classes: int = 10, seed: int = 0) -> torch.Tensor:
+        """One restart's adversarial images (callers seed the global RNG per restart)."""
+        return torchattacks_attack(self.name, model, eps, steps=self.steps, alpha=self.step_size(eps),
+                                   n_classes=n_classes, seed=seed, eot=self.eot)(x, y)
+
+
+ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "square", "autoattack")
+
+
 def torchattacks_attack(name: str, model, eps: float, steps: int = 20, alpha: float | None = None,
-                        restarts: int = 1, n_classes: int = 10, seed: int = 0):
-    """A torchattacks attack by name: fgsm, pgd, apgd-ce, square, autoattack."""
+                        restarts: int = 1, n_classes: int = 10, seed: int = 0, eot: int = 1):
+    """A torchattacks attack by name: fgsm, pgd, apgd-ce, apgd-dlr, square, autoattack."""
     import torchattacks
 
     if name == "fgsm":
         return torchattacks.FGSM(model, eps=eps)
     if name == "pgd":
-        return torchattacks.PGD(model, eps=eps, alpha=alpha if alpha is not None else 2.5 * eps / steps,
-                                steps=steps, random_start=True)
-    if name == "apgd-ce":
+        alpha = alpha if alpha is not None else 2.5 * eps / steps
+        if eot > 1:
+            return torchattacks.EOTPGD(model, eps=eps, alpha=alpha, steps=steps, eot_iter=eot, random_start=True)
+        return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+    if name in ("apgd-ce", "apgd-dlr"):
         return torchattacks.APGD(model, norm="Linf", eps=eps, steps=steps, n_restarts=restarts,
-                                 loss="ce", seed=seed)
+                                 loss=name.split("-")[1], seed=seed)
     if name == "square":
         return torchattacks.Square(model, norm="Linf", eps=eps, n_queries=steps, n_restarts=restarts, seed=seed)
     if name == "autoattack":
         return torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard",
                                        n_classes=n_classes, seed=seed)
-    raise ValueError(f"Unknown attack {name!r}; choose fgsm, pgd, apgd-ce, square or autoattack.")
+    raise ValueError(f"Unknown attack {name!r}; choose one of {ATTACKS}.")

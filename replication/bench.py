@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from .attacks import pgd
-from .baselines import train_baseline
+from . import zoo
+from .hardware import resolve_precision
 from .data import iterate_batches, load_split
 from .profiles import get_profile
-from .results import device_description, make_record, provenance, save_records
+from .results import device_description, make_record, provenance, require_clean_tree, save_records
 from .train import config_for
 from .models import build_model
 
@@ -84,32 +85,34 @@ def main(argv=None) -> None:
     ap.add_argument("--no-tta", action="store_true", help="skip time-to-accuracy (needs the cached baseline)")
     args = ap.parse_args(argv)
     profile = get_profile(args.profile)
-    cfg = config_for("resnet18", "cifar10", profile)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and torch.cuda.is_available())
-    print(f"device: {device_description()}; profile {profile['name']}: ResNet-18 width {cfg.width}, "
+    cfg = config_for("resnet18", "cifar10", profile.models["resnet18"], n_train=profile.n_train)
+    precision = resolve_precision(cfg.precision, "cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = precision == "bf16"
+    print(f"device: {device_description()}; profile {profile.name}: ResNet-18 width {cfg.width}, "
           f"batch {cfg.batch_size}, {'bf16 autocast' if bf16 else 'fp32'}")
+    require_clean_tree(profile.name)
+    run = provenance({"bench": vars(args)}, precision=precision)
     t0 = time.perf_counter()
     figs = throughput("resnet18", cfg.width, cfg.batch_size, bf16, args.repeats)
     for k, v in figs.items():
         print(f"  {k}: {v:,.0f}")
-    base = dict(experiment="bench", dataset="cifar10", model="resnet18_cifar10", attack="none", eps=None,
-                n=cfg.batch_size, seed=0, profile=profile["name"], config_hash="none")
+    base = dict(experiment="bench", dataset="cifar10", model="resnet18_cifar10", n=cfg.batch_size, seed=0,
+                profile=profile.name, run_id=run["run_id"])
     recs = [make_record(**base, metric=k, value=v, wall_time_s=time.perf_counter() - t0) for k, v in figs.items()]
     if not args.no_tta:
-        res = train_baseline("resnet18_cifar10", profile, progress=True)
+        res = zoo.get("resnet18_cifar10", profile, progress=True)
         tta = time_to_accuracy(res.history)
         final = res.history[-1]
         total = sum(h["epoch_time_s"] for h in res.history)
         print(f"  time to accuracy (from the run that trained {res.path.name}; eval subset of "
-              f"{profile['n_test'] or 10000} test images):")
+              f"{profile.n_test or 10000} test images):")
         for t, s in tta.items():
             print(f"    >= {100 * t:.0f}%: " + (f"{s / 60:.1f} min" if s is not None else "not reached"))
         print(f"    final: {100 * final['test_acc']:.2f}% after {len(res.history)} epochs, {total / 60:.1f} min")
         for t, s in tta.items():
-            recs.append(make_record(**{**base, "config_hash": res.config_hash}, metric=f"time_to_{int(100 * t)}pct_s",
-                                    value=float(s) if s is not None else -1.0, wall_time_s=total,
-                                    extra={"reached": s is not None}))
-    save_records("bench", profile["name"], recs, provenance({"bench": vars(args)}))
+            recs.append(make_record(**base, model_hash=res.config_hash, metric="time_to_accuracy_s", setting={"target": t},
+                                    value=s, wall_time_s=total))
+    save_records("bench", profile.name, recs, run)
 
 
 if __name__ == "__main__":

@@ -55,19 +55,22 @@ def training_curves(histories: dict[str, list[dict[str, Any]]]):
     return fig
 
 
-def robustness_curves(records: Iterable[dict[str, Any]], paper_points: dict[str, list[dict]] | None = None):
-    """Accuracy vs eps per attack (one panel per dataset/model), with the paper's points as crosses."""
-    import pandas as pd
+def robustness_curves(df, paper_points: dict[str, list[dict]] | None = None):
+    """Accuracy vs eps per attack (one panel per dataset/model) from query rows (accuracy records),
+    with the paper's points as crosses (paper_points: {"<dataset>/<model>": [point, ...]})."""
+    from .tables import attack_label
 
-    df = pd.DataFrame(list(records))
     df = df[df["metric"] == "accuracy"]
-    groups = list(df.groupby(["dataset", "model"]))
+    groups = list(df.groupby(["dataset", "model"], sort=False))
     fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 3.6), squeeze=False)
     for ax, ((dataset, model), g) in zip(axes[0], groups):
-        clean = g[g["attack"] == "none"]["value"].iloc[0] * 100
-        for attack, ga in g[g["attack"] != "none"].groupby("attack"):
+        clean = float(g[g["attack"].isna()]["value"].iloc[0]) * 100
+        attacked = g[g["attack"].notna()].copy()
+        attacked["label"] = [attack_label(r) for _, r in attacked.iterrows()]
+        for label, ga in attacked.groupby("label", sort=False):
             ga = ga.sort_values("eps")
-            ax.plot([0] + list(ga["eps"]), [clean] + list(100 * ga["value"]), marker="o", ms=4, label=f"ours: {attack}")
+            ax.plot([0] + list(ga["eps"]), [clean] + [100 * float(v) for v in ga["value"]], marker="o", ms=4,
+                    label=f"ours: {label}")
         for p in (paper_points or {}).get(f"{dataset}/{model}", []):
             ax.scatter([p["eps"]], [p["baseline"]], marker="x", s=60, color="k" if p["attack"] == "FGSM" else "r",
                        label=f"paper baseline: {p['attack']}", zorder=5)

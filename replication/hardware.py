@@ -118,6 +118,25 @@ def cpu_description() -> dict[str, str | int | bool]:
     }
 
 
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """bf16 pays off only with native bf16 units: a CUDA GPU that has them, or a CPU with AMX that
+    oneDNN may use. Elsewhere (e.g. AVX2) bf16 autocast was measured ~3x *slower* than fp32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    return cpu_isa() == "AMX" and (not cap or "AMX" in cap or cap == "ALL")
+
+
+def resolve_precision(requested: str, device: torch.device | str = "cpu") -> str:
+    """'bf16' or 'fp32': 'auto' follows the hardware (native_bf16); 'bf16' / 'fp32' are kept."""
+    if requested not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision {requested!r}: choose auto, bf16 or fp32")
+    if requested == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return requested
+
+
 # --- the guard -------------------------------------------------------------------------------------
 
 def is_faulty_conv(m: nn.Module) -> bool:

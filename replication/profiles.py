@@ -1,9 +1,17 @@
-"""Run profiles (smoke / cpu / full), read from data_files/profiles.yaml."""
+"""Run profiles (smoke / cpu / full), read from data_files/profiles.yaml into frozen dataclasses.
+
+A profile is validated when it is read: a missing or unknown key is an error that names the file and
+the key. Library functions take the part of a profile they need (`budget=run.profile.refine`),
+never the whole profile.
+"""
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import yaml
 
@@ -11,16 +19,132 @@ from .paths import DATA_FILES_DIR
 
 ENV_VAR = "REPLICATION_PROFILE"
 DEFAULT_PROFILE = "smoke"
+PROFILES_FILE = DATA_FILES_DIR / "profiles.yaml"
 
 
 class UnknownProfileError(ValueError):
     pass
 
 
+class ProfileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelBudget:
+    width: float
+    epochs: int
+    batch_size: int
+    lr: float
+    precision: str = "auto"  # auto: bf16 on GPU, fp32 on CPU; "bf16" / "fp32" force it
+
+
+@dataclass(frozen=True)
+class AttackBudget:
+    steps: int
+    restarts: int
+
+
+@dataclass(frozen=True)
+class LimeBudget:
+    n_images: int       # test images explained in notebook 02
+    n_samples: int      # perturbations per image
+    bench_images: int   # images of the lime-vs-batched benchmark
+    chunk: int          # images per batched-LIME call
+
+
+@dataclass(frozen=True)
+class IdentifyBudget:
+    n_images: int | None  # training images the spurious-feature rules run on
+    n_samples: int
+    n_perturb: int
+    chunk: int
+
+
+@dataclass(frozen=True)
+class ShortcutBudget:
+    rate: float
+    epochs: int
+
+
+@dataclass(frozen=True)
+class RefineBudget:
+    epochs: int
+    batch_size: int
+    lr: float
+    n_eval: int | None       # test images each refined model is attacked on
+    rounds: int              # most rounds of Algorithm 1
+    class_scope_n: int | None  # training images of the class-mask variant
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    n_train: int | None
+    n_test: int | None
+    n_test_reference: int | None
+    eval_batch_size: int
+    models: Mapping[str, ModelBudget]
+    pgd: AttackBudget
+    lime: LimeBudget
+    identify: IdentifyBudget
+    shortcut: ShortcutBudget
+    refine: RefineBudget
+    datasets: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["models"] = {k: dataclasses.asdict(v) for k, v in self.models.items()}
+        for k in ("pgd", "lime", "identify", "shortcut", "refine"):
+            d[k] = dataclasses.asdict(d[k])
+        d["datasets"] = list(self.datasets)
+        return d
+
+    def with_refine(self, **changes: Any) -> "Profile":
+        """The same profile with some refinement budget changed (frozen: a new object)."""
+        return dataclasses.replace(self, refine=dataclasses.replace(self.refine, **changes))
+
+
+SECTIONS = {"pgd": AttackBudget, "lime": LimeBudget, "identify": IdentifyBudget, "shortcut": ShortcutBudget,
+            "refine": RefineBudget}
+
+
+def _build(cls, raw: Any, where: str):
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{PROFILES_FILE}: {where} should be a mapping, got {raw!r}")
+    names = {f.name for f in fields(cls)}
+    required = {f.name for f in fields(cls) if f.default is dataclasses.MISSING}
+    unknown, missing = set(raw) - names, required - set(raw)
+    if unknown or missing:
+        raise ProfileError(f"{PROFILES_FILE}: {where}: " + "; ".join(
+            ([f"unknown key(s) {sorted(unknown)}"] if unknown else [])
+            + ([f"missing key(s) {sorted(missing)}"] if missing else []))
+            + f" (a {cls.__name__} has {sorted(names)})")
+    return cls(**raw)
+
+
+def parse_profile(name: str, raw: dict[str, Any]) -> Profile:
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{PROFILES_FILE}: profile {name!r} should be a mapping")
+    top = {f.name for f in fields(Profile)} - {"name"}
+    data = dict(raw)
+    for section, cls in SECTIONS.items():
+        if section in data:
+            data[section] = _build(cls, data[section], f"{name}.{section}")
+    if isinstance(data.get("models"), dict):
+        data["models"] = MappingProxyType({arch: _build(ModelBudget, m, f"{name}.models.{arch}")
+                                           for arch, m in data["models"].items()})
+    if isinstance(data.get("datasets"), list):
+        data["datasets"] = tuple(data["datasets"])
+    return _build(Profile, {"name": name, **data}, name) if set(data) <= top else _build(Profile, data, name)
+
+
 @lru_cache(maxsize=None)
-def _all_profiles() -> dict[str, dict[str, Any]]:
-    with open(DATA_FILES_DIR / "profiles.yaml") as f:
-        return yaml.safe_load(f)
+def _all_profiles() -> dict[str, Profile]:
+    with open(PROFILES_FILE) as f:
+        raw = yaml.safe_load(f)
+    return {name: parse_profile(name, p) for name, p in raw.items()}
 
 
 def profile_names() -> list[str]:
@@ -39,7 +163,6 @@ def resolve_profile(name: str | None = None) -> str:
     return chosen
 
 
-def get_profile(name: str | None = None) -> dict[str, Any]:
-    """The profile's settings, with its name under 'name'."""
-    chosen = resolve_profile(name)
-    return {"name": chosen, **_all_profiles()[chosen]}
+def get_profile(name: str | None = None) -> Profile:
+    """The validated profile (see resolve_profile for how the name is chosen)."""
+    return _all_profiles()[resolve_profile(name)]

@@ -11,8 +11,9 @@ import re
 import pandas as pd
 
 from . import paths
-from .results import load_results, results_path
-from .tables import accuracy_table, normalised_eps_scale, paper_a_baseline_comparison
+from .papers import normalised_eps_scale, paper_a_baseline_comparison, paper_a_points, paper_eps
+from .results import query
+from .tables import accuracy_table, point_label, with_labels
 
 BEGIN, END = "<!-- RESULTS:BEGIN -->", "<!-- RESULTS:END -->"
 
@@ -34,139 +35,180 @@ def _md(df, index=True) -> str:
     return "\n".join(lines)
 
 
-def render(profile: str) -> str:
-    out = []
-    if results_path("01_baseline_training", profile).exists():
-        doc = load_results("01_baseline_training", profile)
-        recs = doc["records"]
-        prov = doc["provenance"]
-        acc = [r for r in recs if r["metric"] == "accuracy"]
-        n = sorted({(r["model"], r["n"]) for r in acc})
-        dirty = " **from uncommitted code**" if prov.get("dirty") else ""  # older "+dirty" counted outputs too
-        out.append(f"**Notebook 01, profile `{profile}`** (git {prov['git_commit'][:10]}{dirty}, {prov['device']}; "
-                   "test images: " + ", ".join(f"{m} n={k}" for m, k in n) + "). Accuracy (%), "
-                   "L-inf eps on [0,1] pixels (–: not evaluated):\n")
-        table = accuracy_table(recs).T  # rows: clean / attack @ eps; columns: models
-        table.columns = [m for _, m in table.columns]
-        table.index.name = "accuracy (%)"
-        table = table.rename(index={"clean": "clean (eval subset)"})
-        out.append(_md(table))
-        for ds in ("cifar10", "cifar100"):
-            if any(r["model"] == f"resnet18_{ds}" for r in recs):
-                t = paper_a_baseline_comparison(recs, f"resnet18_{ds}", ds)
-                out.append(f"\nPaper A's baseline ResNet-18 ({'Fig. 3' if ds == 'cifar10' else 'Fig. 4'}, {ds}) "
-                           f"beside ours (`{profile}` profile):\n")
-                out.append(_md(t, index=False))
-                scale = normalised_eps_scale(ds)
-                t2 = paper_a_baseline_comparison(recs, f"resnet18_{ds}", ds, eps_scale=scale)
-                if t2["ours (%)"].notna().all():
-                    out.append(f"\nThe same points if the paper's eps were on normalised inputs (pixel eps = eps x "
-                               f"{scale:.4f}, the mean channel std):\n")
-                    out.append(_md(t2, index=False))
-        train = [r for r in recs if r["metric"] == "train_time_s"]
-        if train:
-            out.append("\nTraining time (this profile's device): " + "; ".join(
-                f"{r['model']}: {r['value'] / 60:.1f} min for {r['n']} epochs" for r in train) + ".")
-    if results_path("02_lime_analysis", profile).exists():
-        recs = load_results("02_lime_analysis", profile)["records"]
-        segs = [r for r in recs if r["metric"].startswith("segments_mean")]
-        out.append(f"\n**Notebook 02, profile `{profile}`**: segments per 32x32 image: " + "; ".join(
-            f"{r['extra']['segmentation']} {r['value']:.1f} (min {r['extra']['min']})" for r in segs) + ".")
-        v = {r["metric"]: r for r in recs}
-        if "lime_batched_s_per_image" in v:
-            n_s = v["lime_batched_s_per_image"]["extra"]["n_samples"]
-            out.append(
-                f"LIME, {n_s} samples, ResNet-18 on {v['lime_batched_s_per_image']['extra']['device']} "
-                f"({v['lime_batched_s_per_image']['n']} images): `lime` {v['lime_lime_bs10_s_per_image']['value']:.3f} s/image "
-                f"at its default batch size 10, {v['lime_lime_bs1000_s_per_image']['value']:.3f} at 1000; batched "
-                f"{v['lime_batched_s_per_image']['value']:.3f} s/image = {v['lime_batched_over_inference']['value']:.2f}x "
-                f"pure inference of its perturbed images; largest |beta difference| to `lime` "
-                f"{v['lime_max_abs_coef_diff_vs_lime']['value']:.1e}.")
-        if "lime_resample_corr_mean" in v:
-            out.append(f"Attribution stability when only the masks change (seed+1): mean Pearson r "
-                       f"{v['lime_resample_corr_mean']['value']:.3f} (min {v['lime_resample_corr_min']['value']:.3f}); "
-                       f"top 10% of segments hold {100 * v['lime_top10pct_share_mean']['value']:.1f}% of |beta|.")
-    out += _render_03(profile) + _render_04(profile)
-    if results_path("bench", profile).exists():
-        recs = load_results("bench", profile)["records"]
-        figs = {r["metric"]: r["value"] for r in recs}
-        parts = [f"{k.replace('_', ' ')} {v:,.0f}" for k, v in figs.items() if k.endswith("per_s")]
-        tta = [f"{k[8:10]}%: {v / 60:.1f} min" if v >= 0 else f"{k[8:10]}%: not reached"
-               for k, v in figs.items() if k.startswith("time_to")]
-        out.append(f"\nBenchmark (`python -m replication.bench train --profile {profile}`): " + ", ".join(parts)
-                   + (". Time to test accuracy: " + ", ".join(tta) if tta else "") + ".")
-    return "\n".join(out) if out else f"(no results for profile {profile} yet)"
+def _runs_line(df: pd.DataFrame) -> str:
+    """'git <commit>[ **from uncommitted code**], <device>' of the runs that measured these rows."""
+    runs = df[["git_commit", "dirty", "device"]].drop_duplicates()
+    return "; ".join(f"git {r.git_commit[:10]}{' **from uncommitted code**' if r.dirty else ''}, {r.device}"
+                     for r in runs.itertuples())
+
+
+def _render_01(profile: str) -> list[str]:
+    df = query(profile, "01_baseline_training")
+    if not len(df):
+        return []
+    acc = df[df["metric"] == "accuracy"]
+    n = sorted({(r.model, r.n) for r in acc.itertuples()})
+    out = [f"**Notebook 01, profile `{profile}`** ({_runs_line(df)}; "
+           "test images: " + ", ".join(f"{m} n={k}" for m, k in n) + "). Accuracy (%), "
+           "L-inf eps on [0,1] pixels (–: not evaluated):\n"]
+    table = accuracy_table(df).T  # rows: clean / attack @ eps; columns: models
+    table.columns = [m for _, m in table.columns]
+    table.index.name = "accuracy (%)"
+    table = table.rename(index={"clean": "clean (eval subset)"})
+    out.append(_md(table))
+    for ds in ("cifar10", "cifar100"):
+        mine = acc[acc["model"] == f"resnet18_{ds}"]
+        if len(mine):
+            t = paper_a_baseline_comparison(mine, ds)
+            out.append(f"\nPaper A's baseline ResNet-18 ({'Fig. 3' if ds == 'cifar10' else 'Fig. 4'}, {ds}) "
+                       f"beside ours (`{profile}` profile):\n")
+            out.append(_md(t, index=False))
+            t2 = paper_a_baseline_comparison(mine, ds, reading="normalised")
+            if t2["ours (%)"].notna().all():
+                out.append(f"\nThe same points if the paper's eps were on normalised inputs (pixel eps = eps x "
+                           f"{normalised_eps_scale(ds):.4f}, the mean channel std):\n")
+                out.append(_md(t2, index=False))
+    train = df[df["metric"] == "train_time_s"]
+    if len(train):
+        out.append("\nTraining time (this profile's device): " + "; ".join(
+            f"{r.model}: {r.value / 60:.1f} min for {r.n} epochs" for r in train.itertuples()) + ".")
+    return out
+
+
+def _render_02(profile: str) -> list[str]:
+    df = query(profile, "02_lime_analysis")
+    if not len(df):
+        return []
+    seg = df[df["metric"].isin(["segments_mean", "segments_min"])]
+    v = {(r.metric, r.segmentation): r.value for r in seg.itertuples()}
+    out = [f"\n**Notebook 02, profile `{profile}`**: segments per 32x32 image: " + "; ".join(
+        f"{s} {v[('segments_mean', s)]:.1f} (min {v[('segments_min', s)]:g})"
+        for s in seg[seg["metric"] == "segments_mean"]["segmentation"])]
+    m = {r["metric"]: r for _, r in df.iterrows()}
+    if "lime_batched_s_per_image" in m:
+        b = m["lime_batched_s_per_image"]
+        out[-1] += "."
+        out.append(
+            f"LIME, {b['n_samples']} samples, ResNet-18 on {b['extra']['device']} ({b['n']} images): "
+            f"`lime` {m['lime_lime_bs10_s_per_image']['value']:.3f} s/image at its default batch size 10, "
+            f"{m['lime_lime_bs1000_s_per_image']['value']:.3f} at 1000; batched {b['value']:.3f} s/image = "
+            f"{m['lime_batched_over_inference']['value']:.2f}x pure inference of its perturbed images; largest "
+            f"|beta difference| to `lime` {m['lime_max_abs_coef_diff_vs_lime']['value']:.1e}.")
+    else:
+        out[-1] += "."
+    if "lime_resample_corr_mean" in m:
+        out.append(f"Attribution stability when only the masks change (seed+1): mean Pearson r "
+                   f"{m['lime_resample_corr_mean']['value']:.3f} (min {m['lime_resample_corr_min']['value']:.3f}); "
+                   f"top 10% of segments hold {100 * m['lime_top10pct_share_mean']['value']:.1f}% of |beta|.")
+    return out
 
 
 def _render_03(profile: str) -> list[str]:
-    if not results_path("03_spurious_features", profile).exists():
+    df = query(profile, "03_spurious_features")
+    if not len(df):
         return []
-    recs = load_results("03_spurious_features", profile)["records"]
-    v = {(r["model"], r["dataset"], r["metric"]): r for r in recs}
+
+    def one(**where):
+        hit = df
+        for k, want in where.items():
+            hit = hit[hit[k] == want] if k in hit.columns else hit.iloc[0:0]
+        return hit.iloc[0] if len(hit) else None
+
+    flagged = df[(df["metric"] == "flagged_segment_frac") & (df["rule"] == "spurious")]
     out = [f"\n**Notebook 03, profile `{profile}`**: share of segments (pixels) each rule flags on "
-           f"{next(r['n'] for r in recs if r['metric'] == 'flagged_spurious_segment_frac')} training images:\n"]
+           f"{flagged['n'].iloc[0]} training images:\n"]
     rows = []
     for model, ds, label in (("resnet18_cifar10", "cifar10", "CIFAR-10, with ResNet-50 reference"),
                              ("resnet18_cifar100", "cifar100", "CIFAR-100, thresholds only")):
-        if (model, ds, "flagged_spurious_segment_frac") in v:
+        def frac(kind, rule):
+            sel = df[(df["model"] == model) & (df["dataset"] == ds) & (df["metric"] == f"flagged_{kind}_frac")
+                     & (df["rule"] == rule) & df["quantile"].isna()] if "quantile" in df.columns else \
+                df[(df["model"] == model) & (df["dataset"] == ds) & (df["metric"] == f"flagged_{kind}_frac") & (df["rule"] == rule)]
+            return float(sel["value"].iloc[0]) if len(sel) else None
+        if frac("segment", "spurious") is not None:
             rows.append({"identification": label, **{
-                rule: f"{100 * v[(model, ds, f'flagged_{rule}_segment_frac')]['value']:.1f}% "
-                      f"({100 * v[(model, ds, f'flagged_{rule}_pixel_frac')]['value']:.1f}%)"
+                rule: f"{100 * frac('segment', rule):.1f}% ({100 * frac('pixel', rule):.1f}%)"
                 for rule in ("irrelevant", "sensitive", "unstable", "spurious")}})
     out.append(_md(pd.DataFrame(rows), index=False))
-    planted = [r for r in recs if r["metric"].startswith("planted_iou[")]
-    if planted:
-        ds = planted[0]["dataset"]
-        m = planted[0]["model"]
-        rows = [{"flagged by": r["metric"][12:-1],
-                 "pixels flagged (%)": r["extra"]["pixels_flagged_pct"],
-                 **{k: 100 * v[(m, ds, f"planted_{k}[{r['metric'][12:-1]}]")]["value"] for k in ("precision", "recall", "iou")}}
-                for r in planted]
-        frac = v[(m, ds, "planted_pixel_frac")]["value"]
+    planted = df[df["metric"] == "planted_iou"]
+    if len(planted):
+        first = planted.iloc[0]
+        sel = df[(df["model"] == first["model"]) & (df["dataset"] == first["dataset"])]
+        val = {(r.metric, r.flagged_by): r.value for r in sel[sel["flagged_by"].notna()].itertuples()}
+        rows = [{"flagged by": by, "pixels flagged (%)": 100 * val[("flagged_pixel_frac", by)],
+                 **{k: 100 * val[(f"planted_{k}", by)] for k in ("precision", "recall", "iou")}}
+                for by in planted["flagged_by"]]
+        frac = one(metric="planted_pixel_frac", model=first["model"])["value"]
         out.append(f"\nPlanted shortcut (squares cover {100 * frac:.2f}% of pixels): flagged pixels against the "
-                   f"planted ones, {planted[0]['n']} planted training images (%):\n")
+                   f"planted ones, {first['n']} planted training images (%):\n")
         out.append(_md(pd.DataFrame(rows), index=False))
-    acc = [r for r in recs if r["metric"] == "accuracy"]
-    if acc:
+    acc = df[df["metric"] == "accuracy"]
+    if len(acc):
         out.append("\nAccuracy (%) of the shortcut model and the clean baseline on clean, correlated and "
-                   "decorrelated test images: " + "; ".join(f"{r['model']} on {r['dataset']}: {100 * r['value']:.2f}"
-                                                            for r in acc) + ".")
+                   "decorrelated test images: " + "; ".join(f"{r.model} on {r.dataset}: {100 * r.value:.2f}"
+                                                            for r in acc.itertuples()) + ".")
     return out
 
 
 def _render_04(profile: str) -> list[str]:
-    if not results_path("04_refinement_training", profile).exists():
+    df = with_labels(query(profile, "04_refinement_training"))
+    if not len(df):
         return []
-    recs = load_results("04_refinement_training", profile)["records"]
     out = [f"\n**Notebook 04, profile `{profile}`**: accuracy (%) after refinement (eps on [0,1] pixels; "
            f"0.002507/0.007521 and 0.002666/0.007999 are the paper's 0.01/0.03 read as normalised inputs). "
            f"Each row fine-tunes the baseline on the same identified training images for the same steps:\n"]
     for ds in ("cifar10", "cifar100"):
-        sub = [r for r in recs if r["dataset"] == ds and r["metric"] == "accuracy"]
-        if sub:
+        sub = df[(df["dataset"] == ds) & (df["metric"] == "accuracy")]
+        if len(sub):
             t = accuracy_table(sub)
             t.index = [m for _, m in t.index]
             t.index.name = ds
             out.append(_md(t) + "\n")
-    seeds = [r for r in recs if r["metric"].startswith("seed_mean[")]
-    if seeds:
+    means = df[df["metric"] == "accuracy_mean_over_seeds"]
+    if len(means):
+        std = {(r.label, r.column): r.value for r in df[df["metric"] == "accuracy_std_over_seeds"].itertuples()}
         rows: dict[str, dict[str, str]] = {}
-        for r in seeds:
-            rows.setdefault(r["model"], {})[r["metric"][10:-1]] = f"{100 * r['value']:.1f} ± {r['extra']['std_pp']:.1f}"
-        out.append(f"Mean ± std over fine-tuning seeds {seeds[0]['extra']['seeds']} (cifar10, %):\n")
+        for r in means.itertuples():
+            rows.setdefault(r.label, {})[point_label(r._asdict())] = \
+                f"{100 * r.value:.1f} ± {100 * std[(r.label, r.column)]:.1f}"
+        out.append(f"Mean ± std over fine-tuning seeds {list(means['train_seeds'].iloc[0])} (cifar10, %):\n")
         out.append(_md(pd.DataFrame.from_dict(rows, orient="index").rename_axis("row")) + "\n")
-    gains = [r for r in recs if r["metric"].startswith("gain_pp[")]
-    if gains:
+    gains = df[df["metric"] == "accuracy_gain"]
+    if len(gains):
+        rows = []
+        for _, r in gains.iterrows():
+            pe = paper_eps(r["eps"], r["dataset"], r["eps_reading"])
+            p = next(p for p in paper_a_points(r["dataset"])
+                     if p["attack"].lower() == ("fgsm" if r["attack"] == "fgsm" else "pgd") and p["eps"] == pe)
+            rows.append({"dataset": r["dataset"], "point": f"{p['attack']}@{pe:g}, {r['eps_reading']} reading",
+                         "paper gain": round(p["refined"] - p["baseline"], 2), "our gain": round(100 * r["value"], 2)})
         out.append("Gain of refined over baseline (pp), ours vs the paper's (Fig. 3/4):\n")
-        out.append(_md(pd.DataFrame([{"dataset": r["dataset"], "point": r["metric"][8:-1], "paper gain": r["extra"]["paper_gain_pp"],
-                                      "our gain": r["value"]} for r in gains]), index=False))
-    sc = [r for r in recs if r["dataset"].startswith("cifar10-shortcut") and r["metric"] == "accuracy"]
-    if sc:
-        t = pd.DataFrame(sc).pivot_table(index="model", columns="dataset", values="value", sort=False) * 100
+        out.append(_md(pd.DataFrame(rows), index=False))
+    sc = df[df["dataset"].str.startswith("cifar10-shortcut") & (df["metric"] == "accuracy")].copy()
+    if len(sc):
+        sc["value"] = sc["value"].astype(float)
+        t = sc.pivot_table(index="label", columns="dataset", values="value", sort=False) * 100
+        t.index.name = "model"
         t["reliance (pp)"] = t["cifar10-shortcut-correlated"] - t["cifar10-shortcut-decorrelated"]
         out.append("\nPlanted shortcut, accuracy (%) after refinement of the shortcut model:\n")
         out.append(_md(t.round(2)))
     return out
+
+
+def _render_bench(profile: str) -> list[str]:
+    df = query(profile, "bench")
+    if not len(df):
+        return []
+    parts = [f"{r.metric.replace('_', ' ')} {r.value:,.0f}" for r in df.itertuples() if r.metric.endswith("per_s")]
+    tta = [f"{int(round(100 * r.target))}%: " + (f"{r.value / 60:.1f} min" if r.value is not None else "not reached")
+           for r in df[df["metric"] == "time_to_accuracy_s"].itertuples()]
+    return [f"\nBenchmark (`python -m replication.bench train --profile {profile}`): " + ", ".join(parts)
+            + (". Time to test accuracy: " + ", ".join(tta) if tta else "") + "."]
+
+
+def render(profile: str) -> str:
+    out = _render_01(profile) + _render_02(profile) + _render_03(profile) + _render_04(profile) + _render_bench(profile)
+    return "\n".join(out) if out else f"(no results for profile {profile} yet)"
 
 
 def main(argv=None) -> None:

@@ -1,9 +1,18 @@
-"""Result records: a fixed schema, provenance, atomic JSON files, and the papers' numbers as data.
+"""Result records: schema v2, provenance per run, atomic JSON files, and `query`.
 
 A results file is results/<profile>/<experiment>.json:
-    {"schema_version": 1, "experiment": ..., "profile": ..., "provenance": {...}, "records": [...]}
-Each record has exactly RECORD_FIELDS (plus optional `extra`). Tables and plots are rendered from
-these files, never typed by hand.
+    {"schema_version": 2, "experiment": ..., "profile": ...,
+     "runs": [{"run_id", "git_commit", "dirty", "packages", "device", "config", "wall_time_s", ...}],
+     "records": [...]}
+A record says what was measured and by which run (`run_id`), with the structure in fields, never in
+strings: `model` is a registry name (or null when no model is involved), `setting` a flat dict of
+what varies (refinement variant, fine-tuning seed, lambda, round, training eps and its reading,
+rule, segmentation, ...), `attack` a dict (name, steps, restarts, eot, step_size) or null for clean
+inputs, `eps` a float on [0,1] pixels with `eps_reading` ("pixel" / "normalised": how the paper's
+eps was read to give it). Every metric has one documented unit (data_files/metrics.yaml). Missing
+is null. Merging a rerun replaces records with the same key and keeps the run that measured each
+record, so a file never claims that one run measured what another did. Tables, figures and the
+README block read records through `query`, which returns a DataFrame.
 """
 from __future__ import annotations
 
@@ -11,9 +20,11 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import subprocess
 import tempfile
 from datetime import datetime, timezone
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -23,15 +34,19 @@ import yaml
 from . import paths
 from .paths import DATA_FILES_DIR
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SCALAR = (str, int, float, bool, type(None))
 RECORD_FIELDS = {
-    "experiment": str, "dataset": str, "model": str, "metric": str, "attack": str,
-    "eps": (float, int, type(None)), "value": (float, int), "n": int, "seed": int, "profile": str,
-    "config_hash": str, "wall_time_s": (float, int),
+    "experiment": str, "dataset": str, "model": (str, type(None)), "setting": dict, "metric": str,
+    "attack": (dict, type(None)), "eps": (float, int, type(None)), "eps_reading": (str, type(None)),
+    "value": (float, int, type(None)), "n": int, "seed": int, "profile": str, "run_id": str,
+    "model_hash": (str, type(None)), "wall_time_s": (float, int, type(None)),
 }
-OPTIONAL_FIELDS = {"extra": dict}
+OPTIONAL_FIELDS = {"extra": dict}  # payload nothing is keyed on (e.g. a training history)
+ATTACK_FIELDS = {"name": str, "steps": int, "restarts": int, "eot": int, "step_size": (float, int, type(None))}
+EPS_READINGS = ("pixel", "normalised")
 # What identifies a record: a rerun replaces the record with the same key.
-KEY_FIELDS = ("experiment", "dataset", "model", "metric", "attack", "eps", "seed", "profile")
+KEY_FIELDS = ("experiment", "dataset", "model", "setting", "metric", "attack", "eps", "seed", "profile")
 PACKAGES = ("torch", "torchvision", "numpy", "lime", "captum", "diffusers", "torchattacks",
             "accelerate", "safetensors", "papermill")
 
@@ -40,9 +55,37 @@ class SchemaError(ValueError):
     pass
 
 
+@lru_cache(maxsize=None)
+def metric_units() -> dict[str, dict[str, str]]:
+    """{metric: {"unit": ..., "description": ...}} from data_files/metrics.yaml."""
+    with open(DATA_FILES_DIR / "metrics.yaml") as f:
+        return yaml.safe_load(f)
+
+
+def canonical_eps(eps: float | None) -> float | None:
+    """The one place eps is normalised: 12 significant digits, so 0.01 * std computed twice (or read
+    back from JSON) is the same key everywhere."""
+    return None if eps is None else float(f"{float(eps):.12g}")
+
+
+def attack_spec(name: str, *, steps: int = 1, restarts: int = 1, eot: int = 1,
+                step_size: float | None = None) -> dict[str, Any]:
+    """An attack as record fields: {"name", "steps", "restarts", "eot", "step_size"}."""
+    return {"name": name, "steps": int(steps), "restarts": int(restarts), "eot": int(eot),
+            "step_size": canonical_eps(step_size)}
+
+
 def make_record(**fields: Any) -> dict[str, Any]:
+    unknown = set(fields) - set(RECORD_FIELDS) - set(OPTIONAL_FIELDS)
+    if unknown:
+        raise SchemaError(f"unknown record fields {sorted(unknown)}; what varies goes in `setting`")
     rec = {k: fields.get(k) for k in RECORD_FIELDS}
-    if "extra" in fields:
+    rec["setting"] = dict(fields.get("setting") or {})
+    rec["eps"] = canonical_eps(rec["eps"])
+    for k in ("value", "wall_time_s"):
+        if isinstance(rec[k], (int, float)) and not isinstance(rec[k], bool):
+            rec[k] = float(rec[k])
+    if fields.get("extra"):
         rec["extra"] = fields["extra"]
     validate_record(rec)
     return rec
@@ -54,8 +97,26 @@ def validate_record(rec: dict[str, Any]) -> None:
     if missing or unknown:
         raise SchemaError(f"record fields: missing {sorted(missing)}, unknown {sorted(unknown)}")
     for k, typ in {**RECORD_FIELDS, **OPTIONAL_FIELDS}.items():
-        if k in rec and not isinstance(rec[k], typ) or isinstance(rec.get(k), bool):
+        if k in rec and (not isinstance(rec[k], typ) or isinstance(rec[k], bool)):
             raise SchemaError(f"record field {k!r}={rec.get(k)!r} should be {typ}")
+    if rec["metric"] not in metric_units():
+        raise SchemaError(f"metric {rec['metric']!r} is not documented: add it, with its unit, to "
+                          "replication/data_files/metrics.yaml")
+    for k, v in rec["setting"].items():
+        ok = isinstance(v, SCALAR) or (isinstance(v, list) and all(isinstance(i, SCALAR) for i in v))
+        if not ok or k in RECORD_FIELDS or k in ATTACK_COLUMNS:
+            raise SchemaError(f"setting {k!r}={v!r}: settings are flat (scalars or lists of scalars) and "
+                              "may not reuse a record field's name")
+    if rec["attack"] is not None:
+        a = rec["attack"]
+        if set(a) != set(ATTACK_FIELDS) or any(not isinstance(a[k], t) for k, t in ATTACK_FIELDS.items()):
+            raise SchemaError(f"attack {a!r} should have exactly {sorted(ATTACK_FIELDS)} (use attack_spec)")
+    if rec["eps_reading"] not in (None, *EPS_READINGS):
+        raise SchemaError(f"eps_reading {rec['eps_reading']!r} should be one of {EPS_READINGS} or null")
+
+
+def record_key(rec: dict[str, Any]) -> str:
+    return json.dumps([rec[k] for k in KEY_FIELDS], sort_keys=True)
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
@@ -134,9 +195,17 @@ def device_description() -> str:
             f"{c['threads']} threads")
 
 
-def provenance(config: dict[str, Any] | None = None, wall_time_s: float | None = None) -> dict[str, Any]:
+def new_run_id() -> str:
+    """Sortable and unique: UTC time to the second plus 6 random hex digits."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def provenance(config: dict[str, Any] | None = None, wall_time_s: float | None = None, *,
+               run_id: str | None = None, precision: str | None = None) -> dict[str, Any]:
+    """Who measured: one entry of a results file's `runs`."""
     commit = git_commit()
     return {
+        "run_id": run_id or new_run_id(),
         "git_commit": commit,
         "dirty": commit.endswith("+dirty"),
         "packages": package_versions(),
@@ -146,6 +215,7 @@ def provenance(config: dict[str, Any] | None = None, wall_time_s: float | None =
         "config": config or {},
         "config_hash": stable_hash(config or {}),
         "wall_time_s": wall_time_s,
+        "precision": precision,
     }
 
 
@@ -187,15 +257,23 @@ def load_results(experiment: str, profile: str) -> dict[str, Any]:
                                 f"{experiment!r} in profile {profile!r} first.")
     doc = json.loads(path.read_text())
     if doc.get("schema_version") != SCHEMA_VERSION:
-        raise SchemaError(f"{path}: schema_version {doc.get('schema_version')} != {SCHEMA_VERSION}")
+        raise SchemaError(f"{path}: schema_version {doc.get('schema_version')} != {SCHEMA_VERSION}; files of "
+                          "schema 1 convert with `python -m replication.results_v1 " + str(path.parent) + "`")
+    runs = {r["run_id"] for r in doc["runs"]}
     for rec in doc["records"]:
         validate_record(rec)
+        if rec["run_id"] not in runs:
+            raise SchemaError(f"{path}: a record points at run {rec['run_id']!r}, which the file does not list")
     return doc
 
 
 def save_records(experiment: str, profile: str, records: Iterable[dict[str, Any]],
-                 prov: dict[str, Any]) -> Path:
-    """Merge `records` into the experiment's file (same key = replaced) and write it atomically."""
+                 run: dict[str, Any]) -> Path:
+    """Merge `records` into the experiment's file (same key = replaced) and write it atomically.
+
+    `run` is the provenance of the run that writes (with its run_id). Records keep the run that
+    measured them (a record reused from an earlier run keeps that run's id), and runs no record
+    points at any more are dropped."""
     require_clean_tree(profile)
     records = list(records)
     for rec in records:
@@ -203,31 +281,70 @@ def save_records(experiment: str, profile: str, records: Iterable[dict[str, Any]
         if rec["profile"] != profile or rec["experiment"] != experiment:
             raise SchemaError(f"record {rec} does not belong to {experiment}/{profile}")
     path = results_path(experiment, profile)
-    old = json.loads(path.read_text())["records"] if path.exists() else []
-    key = lambda r: tuple(r[k] for k in KEY_FIELDS)  # noqa: E731
-    merged = {key(r): r for r in old}
-    merged.update({key(r): r for r in records})
+    old = load_results(experiment, profile) if path.exists() else {"runs": [], "records": []}
+    merged = {record_key(r): r for r in old["records"]}
+    merged.update({record_key(r): r for r in records})
+    runs = {r["run_id"]: r for r in old["runs"]}
+    runs[run["run_id"]] = run
+    used = {r["run_id"] for r in merged.values()}
+    missing = used - set(runs)
+    if missing:
+        raise SchemaError(f"records point at runs {sorted(missing)} that neither the file nor this run is")
     doc = {"schema_version": SCHEMA_VERSION, "experiment": experiment, "profile": profile,
-           "provenance": prov, "records": list(merged.values())}
+           "runs": [r for r in runs.values() if r["run_id"] in used], "records": list(merged.values())}
     atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
     return path
 
 
-def records_frame(records: Iterable[dict[str, Any]]):
+ATTACK_COLUMNS = ("attack_steps", "attack_restarts", "attack_eot", "attack_step_size")
+
+
+def records_frame(records: Iterable[dict[str, Any]], runs: Iterable[dict[str, Any]] = ()):
+    """One row per record: the record's fields, its setting's keys as columns, the attack's name in
+    `attack` (None: clean) with steps/restarts/eot/step size in attack_*, and the measuring run's
+    commit, dirty flag and device."""
     import pandas as pd
-    return pd.DataFrame(list(records))
+
+    by_id = {r["run_id"]: r for r in runs}
+    rows = []
+    for r in records:
+        a = r["attack"] or {}
+        run = by_id.get(r["run_id"], {})
+        rows.append({**{k: v for k, v in r.items() if k not in ("setting", "attack", "extra")},
+                     "attack": a.get("name"), **{f"attack_{k}": a.get(k) for k in ("steps", "restarts", "eot", "step_size")},
+                     **r["setting"], "extra": r.get("extra", {}),
+                     "git_commit": run.get("git_commit"), "dirty": run.get("dirty"), "device": run.get("device")})
+    # object dtype: ints stay ints and missing stays None (a float column would turn 20 into 20.0)
+    return _none_for_missing(pd.DataFrame(rows, dtype=object))
 
 
-def paper_reference(paper: str) -> dict[str, Any]:
-    """The paper's reported numbers ('a' or 'b'), as transcribed in data_files/."""
-    name = {"a": "paper_a_reported.yaml", "b": "paper_b_reported.yaml"}.get(paper.lower())
-    if name is None:
-        raise ValueError("paper must be 'a' or 'b'")
-    with open(DATA_FILES_DIR / name) as f:
-        return yaml.safe_load(f)
+def _none_for_missing(df):
+    """Missing is None in every column (a setting key a record lacks, an attack of a clean record)."""
+    return df.astype(object).where(df.notna(), None) if len(df) else df
 
 
-def paper_a_baseline_points(dataset: str) -> list[dict[str, Any]]:
-    """Paper A's quoted baseline/refined points for 'cifar10' (Fig. 3) or 'cifar100' (Fig. 4)."""
-    ref = paper_reference("a")
-    return ref["fig3_cifar10" if dataset == "cifar10" else "fig4_cifar100"]
+def query(profile: str, experiment: str | Iterable[str] | None = None, **where: Any):
+    """Records of `profile` (one experiment, several, or all files) as a DataFrame (see records_frame),
+    filtered by column == value for each keyword (a list or tuple: any of; None: missing).
+    `eps` is compared after canonical_eps."""
+    import pandas as pd
+
+    if experiment is None:
+        names = sorted(p.stem for p in paths.results_dir(profile).glob("*.json"))
+    else:
+        names = [experiment] if isinstance(experiment, str) else list(experiment)
+    frames = []
+    for name in names:
+        if results_path(name, profile).exists():
+            doc = load_results(name, profile)
+            frames.append(records_frame(doc["records"], doc["runs"]))
+    df = _none_for_missing(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=list(RECORD_FIELDS))
+    for col, want in where.items():
+        if col not in df.columns:
+            df = df.iloc[0:0] if want is not None else df
+            continue
+        wants = list(want) if isinstance(want, (list, tuple, set)) else [want]
+        if col == "eps":
+            wants = [canonical_eps(w) for w in wants]
+        df = df[df[col].map(lambda v: v in wants or (v is None and None in wants))]
+    return df.reset_index(drop=True)

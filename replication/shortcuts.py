@@ -71,3 +71,23 @@ def mask_scores(flagged: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     fp = (flagged & ~truth).sum().item()
     fn = (~flagged & truth).sum().item()
     return {"precision": tp / max(1, tp + fp), "recall": tp / max(1, tp + fn), "iou": tp / max(1, tp + fp + fn)}
+
+
+def planted_cifar10(rate: float, n_train: int | None, n_test: int | None,
+                    seed: int = 0) -> tuple[Planted, Planted, Planted]:
+    """(correlated training set, correlated test set, decorrelated test set) of planted CIFAR-10."""
+    from .data import load_split
+
+    train = load_split("cifar10", train=True, n=n_train, seed=seed)
+    test = load_split("cifar10", train=False, n=n_test, seed=seed)
+    return (plant(train, "correlated", rate, seed=seed), plant(test, "correlated", 1.0, seed=seed + 1),
+            plant(test, "decorrelated", seed=seed + 2))
+
+
+def planted_subset(planted: Planted, n: int | None, seed: int = 0) -> Planted:
+    """A class-balanced subset of a planted split, masks and flags kept aligned."""
+    from .data import balanced_subset
+
+    idx = balanced_subset(planted.split.y.cpu(), n, seed)
+    return Planted(planted.split.select(idx.to(planted.split.y.device)), planted.mask[idx], planted.planted[idx],
+                   planted.patch_class[idx])

@@ -1,67 +1,79 @@
-"""Tables rendered from result records, beside the papers' numbers (never typed by hand)."""
+"""Tables rendered from `results.query` frames (never typed by hand, never parsed from labels)."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
-from .data import MEAN_STD
-from .results import paper_a_baseline_points
+# A refined model's label shows these settings only where they differ from notebook 04's defaults.
+LABEL_DEFAULTS = {"lambda": 1.0, "train_seed": 0}
 
 
-def normalised_eps_scale(dataset: str) -> float:
-    """Pixel eps per unit of eps on normalised inputs: the mean channel std (channels differ by <5%)."""
-    return sum(MEAN_STD[dataset][1]) / 3
+def attack_label(row: Any) -> str:
+    """'fgsm', 'pgd-20', 'pgd-50x2', 'apgd-ce-20' from a query row's attack columns."""
+    name = row["attack"]
+    if name == "fgsm":
+        return name
+    restarts = row.get("attack_restarts") or 1
+    return f"{name}-{int(row['attack_steps'])}" + (f"x{int(restarts)}" if name == "pgd" and restarts > 1 else "")
 
 
-def accuracy_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Rows: dataset/model; columns: clean and attack@eps accuracies (%)."""
-    records = list(records)
-    df = pd.DataFrame([r for r in records if r["metric"] == "accuracy"])
-    df["column"] = df.apply(lambda r: "clean" if r["attack"] == "none" else f"{r['attack']} @ {r['eps']:.4g}", axis=1)
-    table = df.pivot_table(index=["dataset", "model"], columns="column", values="value", sort=False) * 100
-    cols = ["clean"] + sorted([c for c in table.columns if c != "clean"], key=lambda c: (c.split(" @ ")[0], float(c.split(" @ ")[1])))
-    table = table[cols]
-    full = {(r["dataset"], r["model"]): 100 * r["value"] for r in records if r["metric"] == "accuracy_full_test_set"}
+def column_label(row: Any) -> str:
+    """'clean' or '<attack> @ <eps>' for a table column."""
+    return "clean" if row["attack"] is None else f"{attack_label(row)} @ {row['eps']:.4g}"
+
+
+def point_label(row: Any) -> str:
+    """'clean' or '<attack>@<eps>': a column of the notebooks' compact tables."""
+    return "clean" if row["attack"] is None else f"{attack_label(row)}@{row['eps']:.4g}"
+
+
+def model_label(row: Any) -> str:
+    """A readable row name from the model and its setting (display only: nothing parses it back)."""
+    label = row["model"] or "none"
+    ref = row.get("refinement")
+    if isinstance(ref, str):
+        if row.get("round") is not None and row.get("round") == row.get("round"):
+            label += f" · Algorithm 1 round {int(row['round'])}"
+        else:
+            label += f" · {ref}" + (", class masks" if row.get("mask_scope") == "class" else "")
+        if row.get("train_seed") not in (None, LABEL_DEFAULTS["train_seed"]):
+            label += f" · seed {int(row['train_seed'])}"
+        if row.get("lambda") not in (None, LABEL_DEFAULTS["lambda"]):
+            label += f" · lambda {row['lambda']:g}"
+    return label
+
+
+def with_labels(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    if len(df):
+        df["label"] = [model_label(r) for _, r in df.iterrows()]
+        df["column"] = [column_label(r) for _, r in df.iterrows()]
+    return df
+
+
+def _column_order(c: str):
+    if c == "clean":
+        return ("", 0.0)
+    name, eps = c.split(" @ ")
+    return (name, float(eps))
+
+
+def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows: dataset/model label; columns: clean and attack @ eps accuracies (%), from query rows
+    (accuracy records; accuracy_full_test_set rows add a 'clean (all 10k test)' column)."""
+    df = with_labels(df)
+    acc = df[df["metric"] == "accuracy"].copy()
+    acc["value"] = acc["value"].astype(float)
+    table = acc.pivot_table(index=["dataset", "label"], columns="column", values="value", sort=False) * 100
+    table = table[sorted(table.columns, key=_column_order)]
+    full = {(r["dataset"], r["label"]): 100 * r["value"] for _, r in df[df["metric"] == "accuracy_full_test_set"].iterrows()}
     if full:
         table.insert(0, "clean (all 10k test)", [full.get(i, float("nan")) for i in table.index])
+    table.index.names = ["dataset", "model"]
     return table.round(2)
 
 
-def paper_a_baseline_comparison(records: Iterable[dict[str, Any]], model: str, dataset: str,
-                                eps_scale: float = 1.0) -> pd.DataFrame:
-    """Paper A's quoted baseline points (Fig. 3/4) | ours | ours - paper, for one of our models.
-
-    eps_scale maps the paper's eps to our [0,1]-pixel eps (1.0: the paper's eps is on pixels;
-    mean channel std: the paper's eps is on normalised inputs)."""
-    recs = [r for r in records if r["model"] == model and r["dataset"] == dataset and r["metric"] == "accuracy"]
-    rows = []
-    for p in paper_a_baseline_points(dataset):
-        attack = p["attack"].lower()
-        eps = p["eps"] * eps_scale
-        ours = [r for r in recs if r["attack"].split("-")[0] == attack and abs(r["eps"] - eps) < 1e-9]
-        value = 100 * ours[0]["value"] if ours else float("nan")
-        rows.append({"attack": p["attack"], "paper eps": p["eps"], "our pixel eps": round(eps, 5),
-                     "paper baseline (%)": p["baseline"],
-                     "ours (%)": round(value, 2), "ours - paper (pp)": round(value - p["baseline"], 2),
-                     "our attack": ours[0]["attack"] if ours else "missing", "n": ours[0]["n"] if ours else 0})
-    return pd.DataFrame(rows)
-
-
-def paper_a_refined_comparison(ours: dict[str, dict[str, float]], dataset: str, pgd_label: str) -> pd.DataFrame:
-    """Paper A's quoted baseline and refined points beside ours, both eps readings.
-
-    ours: {'baseline': metric_dict, 'refined': metric_dict} (fractions, keys like 'fgsm@0.01');
-    pgd_label: our PGD record name (e.g. 'pgd-20')."""
-    rows = []
-    for p in paper_a_baseline_points(dataset):
-        for reading, scale in (("pixel", 1.0), ("normalised", normalised_eps_scale(dataset))):
-            eps = p["eps"] * scale
-            attack = "fgsm" if p["attack"] == "FGSM" else pgd_label
-            key = f"{attack}@{eps:.4g}"
-            b, r = (100 * ours[k].get(key, float("nan")) for k in ("baseline", "refined"))
-            rows.append({"attack": p["attack"], "paper eps": p["eps"], "eps reading": reading,
-                         "our pixel eps": round(eps, 5), "paper baseline": p["baseline"], "ours baseline": round(b, 2),
-                         "paper refined": p["refined"], "ours refined": round(r, 2),
-                         "paper gain (pp)": round(p["refined"] - p["baseline"], 2), "our gain (pp)": round(r - b, 2)})
-    return pd.DataFrame(rows)
+def metrics_by_point(df: pd.DataFrame) -> dict[str, float]:
+    """{'clean': acc, 'fgsm@0.01': acc, 'pgd-20@0.002507': acc} from accuracy rows of one model."""
+    return {point_label(r): float(r["value"]) for _, r in df[df["metric"] == "accuracy"].iterrows()}

@@ -2,7 +2,8 @@
 
 Runs through HF Accelerate, so one process on CPU, one GPU, or several processes launched with
 `accelerate launch` share this code path (each process takes a shard of every epoch's order).
-bf16 autocast is used on GPU, and on CPUs with native bf16 matrix units when precision='bf16'.
+bf16 autocast follows the hardware (precision 'auto': GPU or a CPU with AMX) unless forced; each
+epoch's history says which precision ran.
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from tqdm.auto import tqdm
 from .checkpoints import (checkpoint_path, load_model, load_resume_state, resume_path, save_model,
                           save_resume_state, update_manifest)
 from .data import Split, iterate_batches
-from .hardware import check_onednn_safe
+from .hardware import check_onednn_safe, resolve_precision
 from .models import build_model
+from .profiles import ModelBudget
 from .results import stable_hash
 
 # extra_loss(model, x, y, logits) -> tensor added to the task loss (adversarial / regularised training)
@@ -46,7 +48,7 @@ class TrainConfig:
     label_smoothing: float = 0.0   # off for attacked models: smoothing masks gradients (see README)
     n_train: int | None = None     # class-balanced subset size; None = whole split
     augment: bool = True
-    precision: str = "auto"        # auto: bf16 on GPU, fp32 on CPU; or "bf16" / "fp32"
+    precision: str = "auto"        # auto: bf16 where native (GPU, AMX), else fp32; or "bf16" / "fp32"
     seed: int = 0
     extra_loss: str | None = None  # a name for the extra-loss hook, so its runs cache apart
     init_from: str | None = None   # config hash of a checkpoint to fine-tune from
@@ -67,11 +69,8 @@ class TrainResult:
 
 
 def _use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
-    if cfg.precision == "bf16":
-        return True
-    if cfg.precision == "fp32":
-        return False
-    return device.type == "cuda"
+    """'auto' follows the hardware: bf16 only with native bf16 units (GPU, CPU with AMX)."""
+    return resolve_precision(cfg.precision, device) == "bf16"
 
 
 def _scheduler(cfg: TrainConfig, opt, total_steps: int):
@@ -177,13 +176,14 @@ def train_model(cfg: TrainConfig, name: str, profile: str, train_split: Split, e
             correct += (logits.argmax(1) == y).sum().item()
         dt = time.perf_counter() - t0
         rec = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-               "lr_end": sched.get_last_lr()[0], "epoch_time_s": dt, "train_img_per_s": seen * world / dt}
+               "lr_end": sched.get_last_lr()[0], "epoch_time_s": dt, "train_img_per_s": seen * world / dt,
+               "precision": "bf16" if bf16 else "fp32"}
         if eval_split is not None:
             rec["test_acc"] = accuracy(accelerator.unwrap_model(model), eval_split.to(device), bf16=bf16)
         history.append(rec)
         if progress and accelerator.is_main_process:
             tqdm.write(f"{name} epoch {epoch + 1}: " + ", ".join(
-                f"{k}={v:.4g}" for k, v in rec.items() if k != "epoch"))
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items() if k != "epoch"))
         if accelerator.is_main_process:
             save_resume_state(config, {"model": accelerator.unwrap_model(model).state_dict(),
                                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -199,14 +199,13 @@ def train_model(cfg: TrainConfig, name: str, profile: str, train_split: Split, e
     return TrainResult(model, history, path, False, stable_hash(config))
 
 
-def config_for(arch: str, dataset: str, profile: dict[str, Any], seed: int = 0, **overrides) -> TrainConfig:
-    """The TrainConfig a profile gives `arch` on `dataset` (see data_files/profiles.yaml)."""
+def config_for(arch: str, dataset: str, budget: "ModelBudget", *, n_train: int | None = None, seed: int = 0,
+               **overrides) -> TrainConfig:
+    """The TrainConfig a model budget (profiles.yaml: models.<arch>) gives `arch` on `dataset`."""
     from .data import num_classes
 
-    m = profile["models"][arch]
-    fields = dict(arch=arch, dataset=dataset, num_classes=num_classes(dataset), width=m["width"],
-                  epochs=m["epochs"], batch_size=m["batch_size"], lr=m["lr"], n_train=profile["n_train"],
-                  seed=seed)
-    fields.update({k: v for k, v in m.items() if k not in ("width", "epochs", "batch_size", "lr")})
+    fields = dict(arch=arch, dataset=dataset, num_classes=num_classes(dataset), width=budget.width,
+                  epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, n_train=n_train,
+                  seed=seed, precision=budget.precision)
     fields.update(overrides)
     return TrainConfig(**fields)

@@ -1,8 +1,12 @@
 import torch
 import torchattacks
 
-from replication.attacks import fgsm, pgd
+import pytest
+
+from replication.attacks import Attack, fgsm, pgd
 from replication.evaluate import evaluate
+
+CTX = {"experiment": "t", "profile": "smoke", "run_id": "r", "model": "tiny", "model_hash": None, "setting": {}}
 
 
 def _batch(test, n=64):
@@ -41,9 +45,28 @@ def test_pgd_matches_torchattacks_same_seed(trained_tiny):
 
 def test_model_is_above_chance_and_pgd_at_large_eps_breaks_it(trained_tiny):
     model, test = trained_tiny
-    recs = evaluate(model, test, ["fgsm", "pgd"], [0.25], steps=10, progress=False,
-                    record={"experiment": "t", "model": "tiny", "profile": "smoke", "config_hash": "x"})
-    by = {r["attack"]: r["value"] for r in recs}
-    assert by["none"] > 0.25
-    assert by["pgd-10"] <= 0.02
-    assert by["pgd-10"] <= by["fgsm"] <= by["none"]
+    recs = evaluate(model, test, {Attack("fgsm"): [0.25], Attack("pgd", steps=10): [0.25]}, context=CTX, progress=False)
+    by = {r["attack"] and r["attack"]["name"]: r["value"] for r in recs}
+    assert by[None] > 0.25
+    assert by["pgd"] <= 0.02
+    assert by["pgd"] <= by["fgsm"] <= by[None]
+    pgd_rec = next(r for r in recs if r["attack"] and r["attack"]["name"] == "pgd")
+    assert pgd_rec["attack"] == {"name": "pgd", "steps": 10, "restarts": 1, "eot": 1, "step_size": 0.0625}
+    assert pgd_rec["eps"] == 0.25 and pgd_rec["eps_reading"] == "pixel"
+
+
+def test_restarts_and_eot_only_make_the_attack_stronger(trained_tiny):
+    model, test = trained_tiny
+    grid = {Attack("pgd", steps=3): [0.02], Attack("pgd", steps=3, restarts=3): [0.02],
+            Attack("pgd", steps=3, eot=2): [0.02]}
+    one, restarts, eot = (r["value"] for r in evaluate(model, test, grid, context=CTX, progress=False)[1:])
+    assert restarts <= one  # robust = survives every restart, the first restart included
+    assert 0 <= eot <= 1
+
+
+def test_attack_objects_reject_what_they_cannot_do():
+    with pytest.raises(ValueError, match="Unknown attack"):
+        Attack("cw")
+    with pytest.raises(ValueError, match="EOT"):
+        Attack("fgsm", eot=4)
+    assert Attack("fgsm").spec(0.03)["step_size"] == 0.03 and Attack("apgd-ce", steps=20).spec(0.03)["step_size"] is None

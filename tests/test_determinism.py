@@ -1,6 +1,7 @@
 import torch
 
 from replication import paths
+from replication.attacks import Attack
 from replication.evaluate import evaluate
 from replication.train import TrainConfig, train_model
 
@@ -11,8 +12,9 @@ def _run(tmp, monkeypatch, data):
     cfg = TrainConfig(arch="resnet18", dataset="cifar10", num_classes=10, width=2, epochs=1, batch_size=64,
                       lr=0.1, n_train=256, seed=7)
     res = train_model(cfg, "det", "smoke", data[0], data[1], progress=False)
-    recs = evaluate(res.model, data[1], ["fgsm", "pgd"], [0.02], steps=3, seed=7, progress=False,
-                    record={"experiment": "d", "model": "m", "profile": "smoke", "config_hash": res.config_hash})
+    ctx = {"experiment": "d", "profile": "smoke", "run_id": "r", "model": "m", "model_hash": None, "setting": {}}
+    recs = evaluate(res.model, data[1], {Attack("fgsm"): [0.02], Attack("pgd", steps=3): [0.02]}, context=ctx,
+                    seed=7, progress=False)
     return res, [(r["attack"], r["value"]) for r in recs]
 
 

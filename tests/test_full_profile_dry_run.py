@@ -4,16 +4,18 @@ step, one FGSM and one PGD step of the evaluation, and one LIME batch on 2 image
 ResNet-18 also takes one refinement step (mask + reg + adv). Only batch sizes and sample counts
 shrink, so that this takes seconds, not days.
 """
-import copy
+import dataclasses
 
 import pytest
 import torch
 
-from replication import refine as rf
+from replication.attacks import Attack
 from replication.data import load_split, to_float
 from replication.evaluate import evaluate
-from replication.lime_analysis import explain, segment_batch
+from replication.explain import lime
+from replication.paper_a import refine as rf
 from replication.profiles import get_profile
+from replication.segments import segment_batch
 from replication.train import config_for, train_model
 
 FULL = get_profile("full")
@@ -24,35 +26,35 @@ def two_images():
     return load_split("cifar10", True, n=10, seed=0).select(torch.arange(2))
 
 
-@pytest.mark.parametrize("arch", sorted(FULL["models"]))
+@pytest.mark.parametrize("arch", sorted(FULL.models))
 def test_full_model_trains_attacks_and_explains(arch, two_images, isolated_store):
-    m = FULL["models"][arch]
-    cfg = config_for(arch, "cifar10", FULL, batch_size=2, epochs=1, n_train=2)
-    assert cfg.width == m["width"] and cfg.lr == m["lr"]  # the profile's model, at its real width
+    m = FULL.models[arch]
+    cfg = config_for(arch, "cifar10", m, batch_size=2, epochs=1, n_train=2)
+    assert cfg.width == m.width and cfg.lr == m.lr  # the profile's model, at its real width
     res = train_model(cfg, f"dry-{arch}", "full", two_images, progress=False)
     assert len(res.history) == 1 and torch.isfinite(torch.tensor(res.history[0]["train_loss"]))
     assert res.path.exists() and not (isolated_store / "checkpoints" / "MANIFEST.json").exists()
-    recs = evaluate(res.model, two_images, ["fgsm", "pgd"], [8 / 255], steps=1, progress=False,
-                    record={"experiment": "dry", "model": arch, "profile": "full", "config_hash": res.config_hash})
-    assert [r["attack"] for r in recs] == ["none", "fgsm", "pgd-1"]
+    ctx = {"experiment": "dry", "profile": "full", "run_id": "r", "model": None, "model_hash": res.config_hash,
+           "setting": {}}
+    attacks = {Attack("fgsm"): [8 / 255], Attack("pgd", steps=1, restarts=FULL.pgd.restarts): [8 / 255]}
+    recs = evaluate(res.model, two_images, attacks, context=ctx, progress=False)
+    assert [r["attack"] and r["attack"]["name"] for r in recs] == [None, "fgsm", "pgd"]
     assert all(0 <= r["value"] <= 1 for r in recs)
     x, y = to_float(two_images.x), two_images.y
     segments, counts = segment_batch(x, "slic", n_segments=50)
-    lime = explain(res.model, x, y, segments, counts, n_samples=16, seed=0, chunk=FULL["lime"]["chunk"],
-                   progress=False)
-    assert lime.beta.shape[0] == 2 and torch.isfinite(lime.beta).all()
+    out = lime(res.model, x, y, segments, counts, n_samples=16, seed=0, chunk=FULL.lime.chunk, progress=False)
+    assert out.beta.shape[0] == 2 and torch.isfinite(out.beta).all()
 
 
 def test_full_refinement_step(two_images, isolated_store):
-    base = train_model(config_for("resnet18", "cifar10", FULL, batch_size=2, epochs=1, n_train=2), "dry-base",
-                       "full", two_images, progress=False)
-    profile = copy.deepcopy(FULL)
-    profile["refine"].update(epochs=1, batch_size=2)
+    base = train_model(config_for("resnet18", "cifar10", FULL.models["resnet18"], batch_size=2, epochs=1, n_train=2),
+                       "dry-base", "full", two_images, progress=False)
+    budget = dataclasses.replace(FULL.refine, epochs=1, batch_size=2)
     masks = torch.zeros(2, 32, 32, dtype=torch.bool)
     masks[:, 4:12, 4:12] = True
     spec = rf.RefineSpec("mask+reg+adv", mask=True, reg=True, adv=True)
-    out = rf.refine(base, spec, rf.with_masks(two_images, masks), profile, name="dry-refine",
-                    masks_id=rf.masks_id(two_images, masks), progress=False)
+    out = rf.refine(base, spec, rf.with_masks(two_images, masks), budget=budget, model=FULL.models["resnet18"],
+                    store="full", name="dry-refine", masks_id=rf.masks_id(two_images, masks), progress=False)
     assert len(out.history) == 1 and torch.isfinite(torch.tensor(out.history[0]["train_loss"]))
     before, after = base.model.state_dict(), out.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())

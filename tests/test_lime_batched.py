@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from replication.lime_batched import (lime_batched, lime_masks, lime_reference, pad_masks, segment,
-                                      weighted_ridge)
+from replication.explain import lime_batched, lime_masks, lime_reference, pad_masks, weighted_ridge
+from replication.segments import segment
 
 # Tolerance: `lime` runs the model on float64 images cast to float32 and fits sklearn's Ridge in
 # float64; we fit in float64 too, so coefficients agree to ~1e-6 of their scale.
@@ -70,12 +70,14 @@ def test_paper_kernel_is_pixel_distance(model_and_images):
     torch.testing.assert_close(res.weights[0], torch.exp(-d2 / 16.0))
 
 
-def test_beta_to_pixels_and_stats():
-    from replication.lime_analysis import attribution_stats, beta_to_pixels
+def test_to_pixels_pool_and_stats():
+    from replication.explain import attribution_stats
+    from replication.segments import pool, to_pixels
 
     seg = torch.tensor([[[0, 0, 1], [2, 2, 1]]])
     beta = torch.tensor([[0.5, -1.0, 2.0, 9.0]])  # the last is a padding column
-    assert beta_to_pixels(beta, seg).tolist() == [[[0.5, 0.5, -1.0], [2.0, 2.0, -1.0]]]
+    assert to_pixels(beta, seg).tolist() == [[[0.5, 0.5, -1.0], [2.0, 2.0, -1.0]]]
+    assert pool(torch.ones(1, 2, 3), seg, 4).tolist() == [[2.0, 2.0, 2.0, 0.0]]
     b = torch.tensor([[4.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
     stats = attribution_stats(b, b, torch.tensor([11]))
     assert stats["top10pct_share_mean"] == pytest.approx(1.0)  # top 2 of 11 segments hold everything

@@ -52,11 +52,11 @@ def test_minimal_reproduction_trains_right(width, threads):
 def test_every_profile_model_gets_right_gradients(name):
     """One training step of every model each profile configures, in fp32 and in the profile's precision."""
     p = profiles.get_profile(name)
-    specs = [f"{arch}:{m['width']}" for arch, m in p["models"].items()]
+    specs = [f"{arch}:{m.width}" for arch, m in p.models.items()]
     batch = 4 if name == "full" else 16  # full-width models: a few images keep this to seconds
     assert_gradients_right(*run_check(specs, batch=batch))
-    for precision in {m.get("precision", "fp32") for m in p["models"].values()} - {"fp32"}:
-        bf16_specs = [s for s, m in zip(specs, p["models"].values()) if m.get("precision") == precision]
+    for precision in {m.precision for m in p.models.values()} - {"fp32", "auto"}:
+        bf16_specs = [s for s, m in zip(specs, p.models.values()) if m.precision == precision]
         assert_gradients_right(*run_check(bf16_specs, batch=batch, precision=precision), precision=precision)
 
 

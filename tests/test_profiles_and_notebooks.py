@@ -31,13 +31,24 @@ def test_profiles_resolve_and_unknown_is_an_error(monkeypatch):
         profiles.get_profile()
 
 
-def test_every_profile_has_every_key():
-    keys = {"description", "n_train", "n_test", "n_test_reference", "eval_batch_size", "models", "pgd", "lime",
-            "datasets"}
+def test_every_profile_is_complete_and_frozen():
     for name in profiles.profile_names():
         p = profiles.get_profile(name)
-        assert keys <= set(p), name
-        assert {"resnet18", "resnet50", "wrn28_10"} <= set(p["models"])
+        assert p.name == name and {"resnet18", "resnet50", "wrn28_10"} <= set(p.models)
+        assert profiles.parse_profile(name, {k: v for k, v in p.to_dict().items() if k != "name"}) == p
+        with pytest.raises(Exception):
+            p.refine.epochs = 99  # frozen: a notebook cannot change a profile in place
+    assert profiles.get_profile("cpu").with_refine(epochs=2).refine.epochs == 2
+
+
+def test_a_bad_profile_names_the_file_and_the_key():
+    raw = {k: v for k, v in profiles.get_profile("smoke").to_dict().items() if k != "name"}
+    with pytest.raises(profiles.ProfileError, match=r"profiles.yaml: x.refine: unknown key\(s\) \['epoch'\]"):
+        profiles.parse_profile("x", {**raw, "refine": {**raw["refine"], "epoch": 1}})
+    with pytest.raises(profiles.ProfileError, match=r"x.models.resnet18: missing key\(s\) \['lr'\]"):
+        profiles.parse_profile("x", {**raw, "models": {"resnet18": {"width": 4, "epochs": 1, "batch_size": 8}}})
+    with pytest.raises(profiles.ProfileError, match=r"x: missing key\(s\) \['pgd'\]"):
+        profiles.parse_profile("x", {k: v for k, v in raw.items() if k != "pgd"})
 
 
 @pytest.mark.parametrize("nb", sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
@@ -67,3 +78,44 @@ def test_runner_cli_rejects_bad_input_before_running_anything():
         out = subprocess.run([sys.executable, "-m", "replication.runner", *args], capture_output=True, text=True)
         assert out.returncode == 2, out.stderr
         assert "error:" in out.stderr
+
+
+@pytest.mark.parametrize("nb", sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_run_captures_exactly_the_parameters_cell(nb, monkeypatch):
+    """notebook.start reads the notebook's parameters itself: what the Run records as its params is
+    exactly what the parameters cell declares, with the cell's values."""
+    from replication import notebook
+
+    monkeypatch.setenv("REPLICATION_PROFILE", "smoke")
+    cells = json.loads(nb.read_text())["cells"]
+    source = "".join(next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))["source"])
+    namespace: dict = {"notebook": notebook}
+    exec(source, namespace)
+    exec(f"run = notebook.start({nb.stem!r})", namespace)
+    run = namespace["run"]
+    assert run.params == {k: namespace[k] for k in EXPECTED_PARAMETERS[nb.stem]}
+    assert run.profile.name == "smoke" and run.seed == namespace["SEED"]
+
+
+def test_check_fails_on_impossible_numbers():
+    from replication import notebook
+    from replication.attacks import Attack
+    from replication.profiles import get_profile
+
+    def run_with(*values):
+        run = notebook.Run("e", get_profile("smoke"), 0, {}, None)
+        clean, fgsm_small, fgsm_big = values
+        run.record(model="m", data="cifar10", metric="accuracy", value=clean, n=100)
+        for eps, v in ((0.01, fgsm_small), (0.03, fgsm_big)):
+            run.record(model="m", data="cifar10", metric="accuracy", value=v, n=100, attack=Attack("fgsm").spec(eps), eps=eps)
+        return run
+
+    run_with(0.9, 0.5, 0.3).check(metrics={"accuracy": 3})
+    run_with(0.9, 0.5, 0.51).check()  # one image's worth of noise is allowed (slack 2 images)
+    for values, why in (((0.5, 0.9, 0.3), "above clean"), ((0.9, 0.3, 0.5), "rises"), ((1.2, 0.5, 0.3), "outside")):
+        with pytest.raises(notebook.CheckFailed, match=why):
+            run_with(*values).check()
+    with pytest.raises(notebook.CheckFailed, match="expected 4"):
+        run_with(0.9, 0.5, 0.3).check(metrics={"accuracy": 4})
+    with pytest.raises(notebook.CheckFailed, match="invariant failed: the sky is green"):
+        run_with(0.9, 0.5, 0.3).check(**{"the sky is green": False})

@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from replication import refine as rf
+from replication.paper_a import refine as rf
 from replication.data import Split, iterate_batches
 from replication.models import build_model
 
@@ -110,7 +110,9 @@ def test_ablation_specs_cover_every_combination_and_the_controls():
 
 
 def test_refinement_and_identification_are_deterministic(tmp_path, monkeypatch):
-    from replication import paths, spurious as sp
+    from replication import paths
+    from replication.paper_a import spurious as sp
+    from replication.profiles import ModelBudget, RefineBudget
     from replication.data import load_split, to_float
     from replication.train import TrainResult
 
@@ -118,8 +120,7 @@ def test_refinement_and_identification_are_deterministic(tmp_path, monkeypatch):
     x, y = to_float(split.x), split.y
     cfg = sp.IdentifyConfig(n_samples=30, n_perturb=2)
     base = TrainResult(_model().eval(), [], None, False, "init")
-    profile = {"name": "smoke", "n_train": None, "models": {"resnet18": {"width": 1, "epochs": 1, "batch_size": 20, "lr": 0.1}},
-               "refine": {"epochs": 1, "batch_size": 20, "lr": 0.02}}
+    model, budget = ModelBudget(width=1, epochs=1, batch_size=20, lr=0.1), RefineBudget(1, 20, 0.02, None, 1, None)
     runs = []
     for k in range(2):
         monkeypatch.setattr(paths, "CHECKPOINTS_DIR", tmp_path / f"ck{k}")
@@ -127,8 +128,8 @@ def test_refinement_and_identification_are_deterministic(tmp_path, monkeypatch):
         s = sp.attribution_scores(base.model, x, y, cfg, progress=False)
         pixels = sp.pixel_masks(sp.identify(s, cfg).spurious, s.segments)
         spec = rf.RefineSpec("all", mask=True, reg=True, adv=True)
-        tr = rf.refine(base, spec, rf.with_masks(split, pixels), profile, name="t", masks_id=rf.masks_id(split, pixels),
-                       progress=False)
+        tr = rf.refine(base, spec, rf.with_masks(split, pixels), budget=budget, model=model, store="smoke", name="t",
+                       masks_id=rf.masks_id(split, pixels), progress=False)
         runs.append((s, pixels, tr))
     (s0, p0, t0), (s1, p1, t1) = runs
     assert all(torch.equal(a, b) for a, b in zip(s0.tensors().values(), s1.tensors().values()))

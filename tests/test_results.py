@@ -7,10 +7,15 @@ from replication import paths, results
 from replication.results import SchemaError, make_record, save_records
 
 
-def _rec(**over):
-    base = dict(experiment="e", dataset="cifar10", model="m", metric="accuracy", attack="pgd-20", eps=0.01,
-                value=0.5, n=100, seed=0, profile="smoke", config_hash="abc", wall_time_s=1.0)
+def _rec(run_id="r1", **over):
+    base = dict(experiment="e", dataset="cifar10", model="m", metric="accuracy",
+                attack=results.attack_spec("pgd", steps=20, step_size=0.00125), eps=0.01, eps_reading="pixel",
+                value=0.5, n=100, seed=0, profile="smoke", run_id=run_id, model_hash="abc", wall_time_s=1.0)
     return make_record(**{**base, **over})
+
+
+def _run(run_id="r1"):
+    return results.provenance({"a": 1}, wall_time_s=2.0, run_id=run_id)
 
 
 def test_schema_rejects_missing_unknown_and_mistyped():
@@ -22,22 +27,50 @@ def test_schema_rejects_missing_unknown_and_mistyped():
         _rec(n="100")
     with pytest.raises(SchemaError):
         _rec(value=True)
+    with pytest.raises(SchemaError, match="metrics.yaml"):
+        _rec(metric="accuracy[pgd@0.01]")  # structure in a metric name: refused
+    with pytest.raises(SchemaError, match="flat"):
+        _rec(setting={"spec": {"lam": 1}})
+    with pytest.raises(SchemaError, match="attack_spec"):
+        _rec(attack={"name": "pgd"})
+    with pytest.raises(SchemaError, match="eps_reading"):
+        _rec(eps_reading="percent")
+    assert _rec(eps=0.01 * 0.2507).get("eps") == results.canonical_eps(0.01 * 0.2507)
 
 
-def test_save_merges_by_key_and_carries_provenance(isolated_store):
-    prov = results.provenance({"a": 1}, wall_time_s=2.0)
-    assert {"git_commit", "packages", "device", "config_hash", "wall_time_s"} <= set(prov)
-    path = save_records("e", "smoke", [_rec(), _rec(eps=0.02)], prov)
-    save_records("e", "smoke", [_rec(value=0.25)], prov)
+def test_save_merges_by_key_and_keeps_who_measured_what(isolated_store):
+    r1, r2 = _run("r1"), _run("r2")
+    assert {"run_id", "git_commit", "packages", "device", "config_hash", "wall_time_s", "precision"} <= set(r1)
+    path = save_records("e", "smoke", [_rec(), _rec(eps=0.02)], r1)
+    save_records("e", "smoke", [_rec("r2", value=0.25)], r2)  # remeasures eps 0.01 only
     doc = results.load_results("e", "smoke")
     assert path.parent == isolated_store / "results" / "smoke"
-    assert sorted((r["eps"], r["value"]) for r in doc["records"]) == [(0.01, 0.25), (0.02, 0.5)]
-    assert doc["provenance"]["packages"]["torch"] != "not installed"
+    assert sorted((r["eps"], r["value"], r["run_id"]) for r in doc["records"]) == [(0.01, 0.25, "r2"), (0.02, 0.5, "r1")]
+    assert [r["run_id"] for r in doc["runs"]] == ["r1", "r2"]
+    save_records("e", "smoke", [_rec("r3", value=0.3), _rec("r3", eps=0.02, value=0.4)], _run("r3"))
+    assert [r["run_id"] for r in results.load_results("e", "smoke")["runs"]] == ["r3"]  # runs nobody points at go
+    with pytest.raises(SchemaError, match="runs"):
+        save_records("e", "smoke", [_rec("ghost")], _run("r4"))
+
+
+def test_query_filters_fields_settings_and_eps(isolated_store):
+    run = _run()
+    recs = [_rec(setting={"refinement": "adv", "lambda": 0.1}), _rec(setting={"refinement": "adv"}, eps=0.03),
+            _rec(model="other", attack=None, eps=None, eps_reading=None, value=0.9)]
+    save_records("e", "smoke", recs, run)
+    df = results.query("smoke", "e")
+    assert len(df) == 3 and set(df["attack"]) == {"pgd", None}
+    assert len(results.query("smoke", "e", refinement="adv")) == 2
+    assert len(results.query("smoke", "e", refinement="adv", **{"lambda": None})) == 1
+    assert len(results.query("smoke", "e", eps=0.01 * 1.0000000000001)) == 1
+    assert results.query("smoke", "e", model="other")["attack"].tolist() == [None]
+    assert df["git_commit"].iloc[0] == run["git_commit"]
+    assert len(results.query("smoke", "nothing-here")) == 0
 
 
 def test_record_must_belong_to_the_file(isolated_store):
     with pytest.raises(SchemaError):
-        save_records("other", "smoke", [_rec()], {})
+        save_records("other", "smoke", [_rec()], _run())
 
 
 def test_atomic_write_leaves_old_file_on_failure(isolated_store, monkeypatch):
@@ -55,9 +88,13 @@ def test_atomic_write_leaves_old_file_on_failure(isolated_store, monkeypatch):
 
 
 def test_paper_numbers_are_data():
-    a = results.paper_reference("a")
+    from replication import papers
+
+    a = papers.reference("a")
     assert a["fig3_cifar10"][0] == {"attack": "FGSM", "eps": 0.01, "baseline": 54.29, "refined": 72.59}
-    assert results.paper_reference("b")["table1_pgd_accuracy"][2]["cifar10"] == 76.4
+    assert papers.reference("b")["table1_pgd_accuracy"][2]["cifar10"] == 76.4
+    assert papers.eps_reading(0.01 * papers.normalised_eps_scale("cifar10"), "cifar10") == "normalised"
+    assert papers.eps_reading(8 / 255, "cifar10") == "pixel"
 
 
 def test_reported_profiles_refuse_uncommitted_code(tmp_path, monkeypatch):
@@ -86,9 +123,9 @@ def test_reported_profiles_refuse_uncommitted_code(tmp_path, monkeypatch):
         with pytest.raises(results.DirtyTreeError, match="replication/m.py.*REPLICATION_ALLOW_DIRTY"):
             results.require_clean_tree(profile)
     with pytest.raises(results.DirtyTreeError):
-        save_records("e", "cpu", [_rec(profile="cpu")], results.provenance())
+        save_records("e", "cpu", [_rec(profile="cpu")], _run())
     assert not (repo / "results" / "cpu").exists()
     results.require_clean_tree("smoke")
     monkeypatch.setenv(results.ALLOW_DIRTY_ENV, "1")
-    path = save_records("e", "cpu", [_rec(profile="cpu")], results.provenance())
-    assert json.loads(path.read_text())["provenance"]["dirty"] is True
+    path = save_records("e", "cpu", [_rec(profile="cpu")], _run())
+    assert json.loads(path.read_text())["runs"][0]["dirty"] is True

@@ -1,7 +1,7 @@
 """Identification rules (eqs 4-7) on hand-made scores, and the mask helpers."""
 import torch
 
-from replication import spurious as sp
+from replication.paper_a import spurious as sp
 
 
 def _scores(beta, sens, var, beta_ref=None, sens_ref=None, counts=None):

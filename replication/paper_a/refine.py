@@ -27,12 +27,12 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .attacks import fgsm
-from .data import Split
-from .identification import images_key
-from .results import stable_hash
-from .spurious import jaccard
-from .train import TrainResult, config_for, train_model
+from ..attacks import fgsm
+from ..data import Split
+from ..profiles import ModelBudget, RefineBudget
+from ..results import stable_hash
+from ..train import TrainResult, config_for, train_model
+from .spurious import images_key, jaccard
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,13 @@ class RefineSpec:
     def key(self) -> str:
         d = {k: v for k, v in asdict(self).items() if k != "name"}
         return stable_hash(d, 12)
+
+    def setting(self, *, train_seed: int = 0, eps_reading: str = "pixel") -> dict[str, Any]:
+        """A result record's setting for a model refined with this spec."""
+        from ..results import canonical_eps
+
+        return {"refinement": self.name, "eps_train": canonical_eps(self.eps), "eps_train_reading": eps_reading,
+                "alpha": self.alpha, "lambda": self.lam, "train_seed": train_seed}
 
 
 def ablation_specs(eps: float, alpha: float, lam: float) -> list[RefineSpec]:
@@ -116,15 +123,16 @@ def masks_id(split: Split, pixels: torch.Tensor) -> str:
     return f"masks-{images_key(split)}-{hashlib.sha1(pixels.cpu().numpy().tobytes()).hexdigest()[:12]}"
 
 
-def refine(init: TrainResult, spec: RefineSpec, train: Split, profile: dict[str, Any], *, name: str,
-           masks_id: str, seed: int = 0, progress: bool = True) -> TrainResult:
-    """Fine-tune `init` on `train` (with its masks as aux) with the spec's loss; cached like any model
-    (checkpoints/<profile>/<name>-<hash>; these fine-tunes are regenerable and not committed)."""
-    r = profile["refine"]
-    cfg = config_for("resnet18", train.name.split("-")[0], profile, seed=seed, epochs=r["epochs"],
-                     batch_size=r["batch_size"], lr=r["lr"], schedule="cosine", n_train=len(train),
+def refine(init: TrainResult, spec: RefineSpec, train: Split, *, budget: RefineBudget, model: ModelBudget,
+           store: str, name: str, masks_id: str, seed: int = 0, progress: bool = True) -> TrainResult:
+    """Fine-tune `init` on `train` (with its masks as aux) with the spec's loss for `budget`'s epochs;
+    `model` is the architecture's budget (width, precision). Cached like any model under
+    checkpoints/<store>/<name>-<hash> (store: the profile's name); these fine-tunes are regenerable
+    and not committed."""
+    cfg = config_for("resnet18", train.name.split("-")[0], model, seed=seed, epochs=budget.epochs,
+                     batch_size=budget.batch_size, lr=budget.lr, schedule="cosine", n_train=len(train),
                      extra_loss=f"refine:{spec.key()}", init_from=init.config_hash, data_variant=masks_id)
-    return train_model(cfg, name, profile["name"], train, None, batch_loss=RefinementLoss(spec),
+    return train_model(cfg, name, store, train, None, batch_loss=RefinementLoss(spec),
                        init_model=init.model, manifest=False, progress=progress)
 
 

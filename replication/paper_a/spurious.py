@@ -20,12 +20,17 @@ segments (eq 8 uses m = 0 on spurious pixels; `pixel_masks` returns the spurious
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
 
-from .lime_analysis import beta_to_pixels, explain, segment_batch
+from ..data import Split, load_split, to_float
+from ..explain import Explainer, LimeExplainer
+from ..hardware import native_bf16
+from ..profiles import IdentifyBudget
+from ..segments import segment_batch, to_pixels
 
 RULES = ("irrelevant", "sensitive", "unstable")
 
@@ -41,11 +46,15 @@ class IdentifyConfig:
     delta_q: float = 0.9          # eq 6: relative LIME variance above this quantile
     n_perturb: int = 2            # noisy copies for eq 6 (plus the original image)
     perturb_sigma: float = 0.03   # their Gaussian pixel noise, [0,1] scale
-    bf16: bool = True             # forward passes under bf16 autocast (CPU AMX / GPU); fp32 otherwise
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def identify_config(budget: IdentifyBudget, seed: int = 0, **overrides: Any) -> IdentifyConfig:
+    """The rules' settings at a profile's identification budget (sample counts), with overrides."""
+    return replace(IdentifyConfig(seed=seed, n_samples=budget.n_samples, n_perturb=budget.n_perturb), **overrides)
 
 
 class _Autocast(torch.nn.Module):
@@ -102,28 +111,30 @@ def valid(counts: torch.Tensor, n_features: int) -> torch.Tensor:
 def attribution_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: IdentifyConfig, *,
                        segments: tuple[torch.Tensor, torch.Tensor] | None = None,
                        reference: "Scores | None" = None, instability: bool = True, chunk: int = 50,
-                       progress: bool = True) -> Scores:
-    """LIME, gradient sensitivity and LIME variance for images x (B,3,H,W) in [0,1], labels y.
+                       progress: bool = True, explainer: Explainer | None = None) -> Scores:
+    """Attributions (LIME unless `explainer` says otherwise), gradient sensitivity and attribution
+    variance for images x (B,3,H,W) in [0,1], labels y.
 
     `reference` is the reference model's Scores on the same images and segments (computed once
     with instability=False and reused: the reference does not change between refinement rounds).
+    Forward passes run under bf16 autocast only where the hardware has native bf16 units.
     """
+    explainer = explainer or LimeExplainer(n_samples=cfg.n_samples, chunk=chunk, progress=progress)
     model = model.eval()
     if segments is None:
         kw = {"n_segments": cfg.n_segments} if cfg.segmentation == "slic" else {}
         segments = segment_batch(x, cfg.segmentation, **kw)
     seg, counts = segments
     f_max = int(counts.max())
-    lime = dict(chunk=chunk, progress=progress)
-    fast = _Autocast(model, cfg.bf16)
-    beta = explain(fast, x, y, seg, counts, cfg.n_samples, cfg.seed, **lime).beta
+    fast = _Autocast(model, native_bf16(x.device))
+    beta = explainer.segment_attributions(fast, x, y, seg, counts, cfg.seed)
     sens = segment_sensitivity(model, x, y, seg, f_max)
     betas = [beta]
     g = torch.Generator().manual_seed(cfg.seed + 7919)
     for i in range(cfg.n_perturb if instability else 0):
         noisy = (x + cfg.perturb_sigma * torch.randn(x.shape, generator=g)).clamp(0, 1)
-        betas.append(explain(fast, noisy.contiguous(memory_format=torch.channels_last), y, seg, counts,
-                             cfg.n_samples, cfg.seed + 1 + i, **lime).beta)
+        betas.append(explainer.segment_attributions(fast, noisy.contiguous(memory_format=torch.channels_last), y,
+                                                    seg, counts, cfg.seed + 1 + i))
     beta_var = torch.stack(betas).var(0, unbiased=False)
     return Scores(seg, counts, beta, sens, beta_var, None if reference is None else reference.beta,
                   None if reference is None else reference.sens)
@@ -172,7 +183,7 @@ def identify(s: Scores, cfg: IdentifyConfig) -> Flags:
 
 def pixel_masks(flags: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     """(B,F) bool segment flags -> (B,H,W) bool spurious pixels (1 - m in eq 8)."""
-    return beta_to_pixels(flags.float(), segments) > 0.5
+    return to_pixels(flags.float(), segments) > 0.5
 
 
 def random_flags(flags: torch.Tensor, counts: torch.Tensor, seed: int) -> torch.Tensor:
@@ -233,8 +244,8 @@ def jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
 def scores_cached(key: dict[str, Any], profile: str, compute) -> Scores:
     """Scores for `key` (models' config hashes, images, IdentifyConfig) from .cache/identification,
     or compute() them and store them there (atomically; loaded with weights_only=True)."""
-    from .paths import cache_dir
-    from .results import atomic_write, stable_hash
+    from ..paths import cache_dir
+    from ..results import atomic_write, stable_hash
 
     path = cache_dir() / "identification" / profile / f"{stable_hash(key)}.pt"
     if path.exists():
@@ -244,3 +255,38 @@ def scores_cached(key: dict[str, Any], profile: str, compute) -> Scores:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda p: torch.save(s.tensors(), p))
     return s
+
+
+# ---- the identification set and cached scores per model (notebooks 03 and 04) --------------------
+# Identification runs on a class-balanced subset of the *training* split (Algorithm 1 explains the
+# training data D, and refinement needs masks for the images it trains on). Scores are cached under
+# .cache/identification/<profile>/, keyed by the models' config hashes, the images and the settings
+# (not the precision: bf16 and fp32 scores differ only in rounding), so notebook 04 reuses what 03
+# computed and later refinement rounds only recompute the refined model's side.
+
+def images_key(split: Split) -> str:
+    return hashlib.sha1(split.x.cpu().numpy().tobytes() + split.y.cpu().numpy().tobytes()).hexdigest()[:16]
+
+
+def identification_split(dataset: str, budget: IdentifyBudget, seed: int = 0) -> Split:
+    return load_split(dataset, train=True, n=budget.n_images, seed=seed)
+
+
+def scores_for(model: torch.nn.Module, model_hash: str, split: Split, cfg: IdentifyConfig, profile: str, *,
+               reference: tuple[torch.nn.Module, str] | None = None, chunk: int = 50,
+               progress: bool = True) -> Scores:
+    """Cached Scores of `model` on `split` (with the reference model's LIME and gradients, if given)."""
+    x, y = to_float(split.x.cpu()), split.y.cpu()
+    img = images_key(split)
+    segs = None
+    ref_scores = None
+    if reference is not None:
+        ref_model, ref_hash = reference
+        ref_key = {"model": ref_hash, "images": img, "cfg": cfg.to_dict(), "instability": False}
+        ref_scores = scores_cached(ref_key, profile, lambda: attribution_scores(
+            ref_model, x, y, cfg, instability=False, chunk=chunk, progress=progress))
+        segs = (ref_scores.segments, ref_scores.counts)
+    key = {"model": model_hash, "reference": reference[1] if reference else None, "images": img,
+           "cfg": cfg.to_dict()}
+    return scores_cached(key, profile, lambda: attribution_scores(
+        model, x, y, cfg, segments=segs, reference=ref_scores, chunk=chunk, progress=progress))

@@ -1,0 +1,78 @@
+"""The model zoo: every named model the notebooks train or load, in one registry.
+
+A result record's `model` is one of these names; what was done to the model afterwards (a
+refinement variant, a fine-tuning seed) is the record's `setting`. `get(name, profile)` trains the
+model, or loads it from the checkpoint cache when a run with the same config finished before:
+`python -m replication.zoo --profile cpu` trains them all in the background. The zoo is the one
+place that reads a whole profile: it picks the model budget, data sizes and checkpoint store.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from .data import load_split
+from .profiles import Profile, get_profile
+from .shortcuts import Planted, planted_cifar10
+from .train import TrainResult, config_for, train_model
+
+
+@dataclass(frozen=True)
+class Entry:
+    arch: str
+    dataset: str
+    role: str  # what the notebooks use it for
+
+
+ZOO = {
+    "resnet18_cifar10": Entry("resnet18", "cifar10", "Paper A's baseline"),
+    "resnet18_cifar100": Entry("resnet18", "cifar100", "Paper A's baseline"),
+    "resnet50_cifar10": Entry("resnet50", "cifar10", "the reference model of Paper A's eqs 4-5"),
+    "resnet18_cifar10_shortcut": Entry("resnet18", "cifar10", "trained on planted-shortcut CIFAR-10 (shortcuts.py)"),
+}
+BASELINES = ("resnet18_cifar10", "resnet18_cifar100", "resnet50_cifar10")  # notebook 01, in training order
+
+
+def entry(name: str) -> Entry:
+    if name not in ZOO:
+        raise KeyError(f"Unknown model {name!r}; the zoo has {sorted(ZOO)} (replication/zoo.py).")
+    return ZOO[name]
+
+
+def shortcut_data(profile: Profile, seed: int = 0) -> tuple[Planted, Planted, Planted]:
+    """The planted CIFAR-10 splits the shortcut model is trained and tested on."""
+    return planted_cifar10(profile.shortcut.rate, profile.n_train, profile.n_test, seed)
+
+
+def get(name: str, profile: Profile, seed: int = 0, progress: bool = True,
+        planted: tuple[Planted, Planted, Planted] | None = None) -> TrainResult:
+    """The trained model `name` at `profile`'s scale (trained now, or loaded from its checkpoint)."""
+    e = entry(name)
+    test = load_split(e.dataset, train=False, n=profile.n_test, seed=seed)
+    budget = profile.models[e.arch]
+    if name == "resnet18_cifar10_shortcut":
+        # fewer epochs than the baseline: the squares are learnt first
+        train = (planted or shortcut_data(profile, seed))[0].split
+        cfg = config_for(e.arch, e.dataset, budget, n_train=profile.n_train, seed=seed,
+                         epochs=profile.shortcut.epochs, data_variant=f"shortcut-correlated-rate{profile.shortcut.rate}")
+    else:
+        train = load_split(e.dataset, train=True, n=profile.n_train, seed=seed)
+        cfg = config_for(e.arch, e.dataset, budget, n_train=profile.n_train, seed=seed)
+    return train_model(cfg, name, profile.name, train, test, progress=progress)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Train (or load from cache) the zoo's models.")
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", nargs="*", default=None, help="model names, e.g. resnet18_cifar10")
+    args = ap.parse_args(argv)
+    profile = get_profile(args.profile)
+    for name in args.only or BASELINES:
+        res = get(name, profile, args.seed)
+        last = res.history[-1] if res.history else {}
+        print(f"{name}: {'cached' if res.from_cache else 'trained'} -> {res.path}; last epoch {last}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
