@@ -1,4 +1,5 @@
-"""Checkpoints: safetensors files on a path derived from a stable hash of the full config.
+"""Checkpoints: safetensors files on a path derived from a stable hash of the config's cache key
+(cache.cache_key: the config without runtime fields such as the precision, which the metadata keeps).
 
 Final weights: checkpoints/<profile>/<name>-<hash>.safetensors (metadata: the config, its hash,
 the training history). Epoch states for resuming: .cache/resume/<hash>.pt, loaded with
@@ -18,7 +19,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from . import paths
 from .paths import checkpoints_dir, manifest_path, resume_dir
-from .results import atomic_write, atomic_write_text, stable_hash
+from .cache import atomic_write, atomic_write_text, cache_key, key_hash
 
 COMMIT_LIMIT_BYTES = 8 * 1024 * 1024
 
@@ -28,17 +29,17 @@ class CheckpointMismatchError(RuntimeError):
 
 
 def checkpoint_path(name: str, config: dict[str, Any], profile: str) -> Path:
-    return checkpoints_dir(profile) / f"{name}-{stable_hash(config)}.safetensors"
+    return checkpoints_dir(profile) / f"{name}-{key_hash(config)}.safetensors"
 
 
 def resume_path(config: dict[str, Any]) -> Path:
-    return resume_dir() / f"{stable_hash(config)}.pt"
+    return resume_dir() / f"{key_hash(config)}.pt"
 
 
 def save_model(model: torch.nn.Module, path: Path, config: dict[str, Any],
                history: list[dict[str, Any]] | None = None) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"config": json.dumps(config, sort_keys=True), "config_hash": stable_hash(config),
+    meta = {"config": json.dumps(config, sort_keys=True), "config_hash": key_hash(config),
             "history": json.dumps(history or [])}
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
 
@@ -57,8 +58,8 @@ def read_metadata(path: Path) -> dict[str, Any]:
 def load_model(model: torch.nn.Module, path: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
     """Load weights into `model`, checking that the file was written for `config`; returns history."""
     meta = read_metadata(path)
-    if meta["config_hash"] != stable_hash(config):
-        diff = {k: (meta["config"].get(k), v) for k, v in config.items() if meta["config"].get(k) != v}
+    if cache_key(meta["config"]) != cache_key(config):
+        diff = {k: (meta["config"].get(k), v) for k, v in cache_key(config).items() if meta["config"].get(k) != v}
         raise CheckpointMismatchError(
             f"{path} was trained with a different config (differences, file vs requested: {diff}). "
             "Delete the file to retrain, or request the config it was trained with.")
@@ -101,5 +102,5 @@ def update_manifest(path: Path) -> None:
     manifest_file = manifest_path()
     manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
     manifest[str(path.relative_to(paths.CHECKPOINTS_DIR))] = {
-        "sha256": sha256(path), "bytes": size, "config_hash": read_metadata(path)["config_hash"]}
+        "sha256": sha256(path), "bytes": size, "config_hash": key_hash(read_metadata(path)["config"])}
     atomic_write_text(manifest_file, json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")

@@ -169,16 +169,20 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
 def iterate_batches(split: Split, batch_size: int, *, shuffle: bool, train_augment: bool,
                     generator: torch.Generator | None = None, drop_last: bool = False,
                     shard: tuple[int, int] = (0, 1)):
-    """Yield (x float [0,1] channels_last, y) batches; `shard`=(rank, world) splits the order.
+    """Yield (x float [0,1] channels_last, y) batches of `batch_size` images.
 
-    A split with `aux` yields (x, y, aux) with aux augmented exactly as x (as float, 0-255 scale).
+    `shard`=(rank, world): every process draws the same global batch (and the same augmentation)
+    and keeps its slice rank::world, so N processes together see exactly what one process sees
+    (batch_size must divide by world). A split with `aux` yields (x, y, aux) with aux augmented
+    exactly as x (as float, 0-255 scale).
     """
+    rank, world = shard
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} does not divide into {world} processes")
     n = len(split)
     order = (torch.randperm(n, generator=generator, device=split.x.device) if shuffle
              else torch.arange(n, device=split.x.device))
-    rank, world = shard
-    order = order[rank::world]
-    stop = len(order) - (len(order) % batch_size if drop_last else 0)
+    stop = n - (n % batch_size if drop_last else 0)
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size]
         xb = split.x[idx]
@@ -186,10 +190,11 @@ def iterate_batches(split: Split, batch_size: int, *, shuffle: bool, train_augme
             xb = torch.cat([xb, split.aux[idx]], 1)
         if train_augment:
             xb = augment(xb, generator)
+        xb, yb = xb[rank::world], split.y[idx][rank::world]
         if split.aux is None:
-            yield to_float(xb), split.y[idx]
+            yield to_float(xb), yb
         else:
-            yield to_float(xb[:, :3]), split.y[idx], xb[:, 3:].float()
+            yield to_float(xb[:, :3]), yb, xb[:, 3:].float()
 
 
 # Channel statistics of the CIFAR training sets, used by the in-model normalisation layer.

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .attacks import Attack
+from .cache import memo
 from .data import Split, iterate_batches
 from .papers import eps_reading
 from .results import canonical_eps, load_results, make_record, results_path
@@ -29,19 +30,41 @@ def _record(context: dict[str, Any], split: Split, seed: int, attack: dict | Non
                        value=value, n=len(split), seed=seed, wall_time_s=wall_time_s)
 
 
+def _my_batches(split: Split, batch_size: int):
+    """This process's share of the evaluation batches: batch i goes to process i mod world. The
+    batches (and so every number computed on one) are those of a single process, so sharded
+    evaluation equals unsharded exactly once the counts are summed (_total)."""
+    import torch.distributed as dist
+
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    for i, batch in enumerate(iterate_batches(split, batch_size, shuffle=False, train_augment=False)):
+        if i % world == rank:
+            yield batch
+
+
+def _total(count: int) -> int:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = torch.tensor([count], dtype=torch.int64)
+        dist.all_reduce(t)
+        return int(t.item())
+    return count
+
+
 def clean_accuracy(model: torch.nn.Module, split: Split, batch_size: int = 500) -> float:
     with torch.no_grad():
-        correct = sum((model(x).argmax(1) == y).sum().item()
-                      for x, y in iterate_batches(split, batch_size, shuffle=False, train_augment=False))
-    return correct / len(split)
+        correct = sum((model(x).argmax(1) == y).sum().item() for x, y in _my_batches(split, batch_size))
+    return _total(correct) / len(split)
 
 
 def robust_accuracy(model: torch.nn.Module, split: Split, attack: Attack, eps: float, *, batch_size: int = 500,
                     seed: int = 0) -> float:
-    """Share of images classified correctly under every one of the attack's restarts."""
+    """Share of images classified correctly under every one of the attack's restarts (sharded over
+    processes when torch.distributed is initialised, e.g. under `accelerate launch`)."""
     device = next(model.parameters()).device
     robust = 0
-    for x, y in iterate_batches(split, batch_size, shuffle=False, train_augment=False):
+    for x, y in _my_batches(split, batch_size):
         alive = torch.ones(len(y), dtype=torch.bool, device=device)
         for r in range(attack.restarts if attack.random else 1):
             torch.manual_seed(seed * 1000 + r)  # torchattacks draws its random start from the global RNG
@@ -49,7 +72,7 @@ def robust_accuracy(model: torch.nn.Module, split: Split, attack: Attack, eps: f
             with torch.no_grad():
                 alive &= model(adv).argmax(1) == y
         robust += alive.sum().item()
-    return robust / len(split)
+    return _total(robust) / len(split)
 
 
 def _cached(context: dict[str, Any], split: Split, seed: int) -> dict[tuple, dict[str, Any]]:
@@ -76,12 +99,16 @@ def evaluate(model: torch.nn.Module, split: Split, grid: dict[Attack, Iterable[f
     have = _cached(context, split, seed)
 
     def reuse_or(attack_spec: dict | None, eps: float | None, measure) -> dict[str, Any]:
-        old = have.get((json.dumps(attack_spec, sort_keys=True), canonical_eps(eps)))
-        if old is not None:
-            return _record(context, split, seed, attack_spec, eps, old["value"], old["wall_time_s"], old["run_id"])
-        t0 = time.perf_counter()
-        value = measure()
-        return _record(context, split, seed, attack_spec, eps, value, time.perf_counter() - t0)
+        def lookup():
+            old = have.get((json.dumps(attack_spec, sort_keys=True), canonical_eps(eps)))
+            return old and _record(context, split, seed, attack_spec, eps, old["value"], old["wall_time_s"], old["run_id"])
+
+        def compute():
+            t0 = time.perf_counter()
+            value = measure()
+            return _record(context, split, seed, attack_spec, eps, value, time.perf_counter() - t0)
+
+        return memo(lookup, compute)[0]  # the results file is the store: Run.save writes it
 
     records = [reuse_or(None, None, lambda: clean_accuracy(model, split, batch_size))]
     jobs = [(a, float(e)) for a, eps in grid.items() for e in eps]

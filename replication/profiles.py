@@ -92,6 +92,7 @@ class Profile:
     shortcut: ShortcutBudget
     refine: RefineBudget
     datasets: tuple[str, ...]
+    commit_checkpoints: bool  # list the zoo's finished checkpoints in checkpoints/MANIFEST.json
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}

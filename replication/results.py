@@ -16,13 +16,12 @@ README block read records through `query`, which returns a DataFrame.
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
 import platform
 import secrets
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
@@ -32,6 +31,7 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from . import paths
+from .cache import atomic_write, atomic_write_text, stable_hash  # noqa: F401 (re-exported)
 from .paths import DATA_FILES_DIR
 
 SCHEMA_VERSION = 2
@@ -117,12 +117,6 @@ def validate_record(rec: dict[str, Any]) -> None:
 
 def record_key(rec: dict[str, Any]) -> str:
     return json.dumps([rec[k] for k in KEY_FIELDS], sort_keys=True)
-
-
-def stable_hash(obj: Any, length: int = 16) -> str:
-    """sha256 of canonical JSON: the same config always gives the same hash."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:length]
 
 
 # What a reported number depends on: a change here, committed or not, changes the numbers. Outputs
@@ -219,33 +213,6 @@ def provenance(config: dict[str, Any] | None = None, wall_time_s: float | None =
     }
 
 
-def atomic_write(path: Path, writer: Callable[[str], None]) -> None:
-    """writer(tmp_path) fills a temporary file beside `path`, which is then renamed over `path`:
-    readers see the old file or the new one, never a half-written one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-    atomic_write(path, write)
-
-
 def results_path(experiment: str, profile: str) -> Path:
     return paths.results_dir(profile) / f"{experiment}.json"
 
@@ -281,6 +248,26 @@ def save_records(experiment: str, profile: str, records: Iterable[dict[str, Any]
         if rec["profile"] != profile or rec["experiment"] != experiment:
             raise SchemaError(f"record {rec} does not belong to {experiment}/{profile}")
     path = results_path(experiment, profile)
+    with _locked(path):  # jobs running in parallel (a SLURM array of seeds) merge, never overwrite
+        return _merge_and_write(path, experiment, profile, records, run)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive advisory lock on <path>.lock for the read-merge-write of a results file."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _merge_and_write(path: Path, experiment: str, profile: str, records: list[dict[str, Any]],
+                     run: dict[str, Any]) -> Path:
     old = load_results(experiment, profile) if path.exists() else {"runs": [], "records": []}
     merged = {record_key(r): r for r in old["records"]}
     merged.update({record_key(r): r for r in records})

@@ -58,7 +58,7 @@ def get(name: str, profile: Profile, seed: int = 0, progress: bool = True,
     else:
         train = load_split(e.dataset, train=True, n=profile.n_train, seed=seed)
         cfg = config_for(e.arch, e.dataset, budget, n_train=profile.n_train, seed=seed)
-    return train_model(cfg, name, profile.name, train, test, progress=progress)
+    return train_model(cfg, name, profile.name, train, test, manifest=profile.commit_checkpoints, progress=progress)
 
 
 def main(argv=None) -> None:

@@ -91,7 +91,7 @@ def test_a_cpu_profile_training_under_test_writes_only_into_the_temporary_store(
     real = paths.PACKAGE_DIR.parent / "checkpoints" / "MANIFEST.json"
     before = real.read_bytes() if real.exists() else None
     cfg = dataclasses.replace(tiny_cfg, epochs=1)
-    res = train_model(cfg, "tiny", "cpu", tiny_data[0], progress=False)
+    res = train_model(cfg, "tiny", "cpu", tiny_data[0], manifest=True, progress=False)
     assert paths.manifest_path() == isolated_store / "checkpoints" / "MANIFEST.json"
     assert res.path.relative_to(isolated_store) and res.path.name in paths.manifest_path().read_text()
     assert (real.read_bytes() if real.exists() else None) == before

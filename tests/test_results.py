@@ -129,3 +129,23 @@ def test_reported_profiles_refuse_uncommitted_code(tmp_path, monkeypatch):
     monkeypatch.setenv(results.ALLOW_DIRTY_ENV, "1")
     path = save_records("e", "cpu", [_rec(profile="cpu")], _run())
     assert json.loads(path.read_text())["runs"][0]["dirty"] is True
+
+
+def test_parallel_writers_merge_instead_of_overwriting(isolated_store):
+    """Jobs of a SLURM array (one seed each) save into the same file at once: no record is lost."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_save_seed, args=(s,)) for s in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert all(p.exitcode == 0 for p in procs)
+    assert sorted(r["seed"] for r in results.load_results("e", "smoke")["records"]) == list(range(6))
+
+
+def _save_seed(seed):
+    run = _run(f"r{seed}")
+    for _ in range(5):  # repeated read-merge-writes widen the window a lost update would need
+        save_records("e", "smoke", [_rec(f"r{seed}", seed=seed)], run)

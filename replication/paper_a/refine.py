@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..attacks import fgsm
 from ..data import Split
 from ..profiles import ModelBudget, RefineBudget
-from ..results import stable_hash
+from ..cache import stable_hash
 from ..train import TrainResult, config_for, train_model
 from .spurious import images_key, jaccard
 
@@ -133,7 +133,7 @@ def refine(init: TrainResult, spec: RefineSpec, train: Split, *, budget: RefineB
                      batch_size=budget.batch_size, lr=budget.lr, schedule="cosine", n_train=len(train),
                      extra_loss=f"refine:{spec.key()}", init_from=init.config_hash, data_variant=masks_id)
     return train_model(cfg, name, store, train, None, batch_loss=RefinementLoss(spec),
-                       init_model=init.model, manifest=False, progress=progress)
+                       init_model=init.model, progress=progress)
 
 
 @dataclass

@@ -243,18 +243,12 @@ def jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def scores_cached(key: dict[str, Any], profile: str, compute) -> Scores:
     """Scores for `key` (models' config hashes, images, IdentifyConfig) from .cache/identification,
-    or compute() them and store them there (atomically; loaded with weights_only=True)."""
+    or compute() them and store them there."""
+    from ..cache import stable_hash, tensor_file_memo
     from ..paths import cache_dir
-    from ..results import atomic_write, stable_hash
 
-    path = cache_dir() / "identification" / profile / f"{stable_hash(key)}.pt"
-    if path.exists():
-        d = torch.load(path, weights_only=True)
-        return Scores(**{f.name: d.get(f.name) for f in fields(Scores)})
-    s = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda p: torch.save(s.tensors(), p))
-    return s
+    d = tensor_file_memo(cache_dir() / "identification" / profile / f"{stable_hash(key)}.pt", lambda: compute().tensors())
+    return Scores(**{f.name: d.get(f.name) for f in fields(Scores)})
 
 
 # ---- the identification set and cached scores per model (notebooks 03 and 04) --------------------
