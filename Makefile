@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROFILE ?=
 
-.PHONY: reproduce test test-notebooks bench install clean-smoke
+.PHONY: reproduce test test-notebooks test-browser bench install clean-smoke lab
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,22 @@ test: $(STAMP)
 test-notebooks: $(STAMP)
 	REPLICATION_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks
 
+# JupyterLab 4 on the notebooks' index, with the project's kernel registered in the venv.
+lab: $(STAMP)
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (xai-robustness-replication)" >/dev/null
+	$(VENV)/bin/jupyter lab notebooks/README.md
+
+# JupyterLab in a real browser (Debian's chromium, driven by playwright; no browser download):
+# executes the notebooks in smoke if their copies are missing, then checks how they render and
+# saves screenshots under docs/screenshots/.
+test-browser: $(STAMP)
+	command -v chromium >/dev/null || { echo "test-browser needs Debian's chromium: apt-get install chromium"; exit 2; }
+	$(PY) -m pip install --quiet -e ".[dev,browser]"
+	REPLICATION_PROFILE=smoke REPLICATION_BROWSER_TEST=1 $(PY) -m pytest -q tests/browser
+
 bench: $(STAMP)
 	$(PY) -m replication.bench train --profile $(or $(PROFILE),cpu)
 
+# Clean means clean: the smoke profile's results, figures, checkpoints, resume states and caches.
 clean-smoke:
-	rm -rf results/smoke figures/smoke checkpoints/smoke
+	rm -rf results/smoke figures/smoke checkpoints/smoke .cache/resume/smoke .cache/identification/smoke

@@ -2,7 +2,7 @@
 (cache.cache_key: the config without runtime fields such as the precision, which the metadata keeps).
 
 Final weights: checkpoints/<profile>/<name>-<hash>.safetensors (metadata: the config, its hash,
-the training history). Epoch states for resuming: .cache/resume/<hash>.pt, loaded with
+the training history). Epoch states for resuming: .cache/resume/<profile>/<hash>.pt, loaded with
 weights_only=True. The cpu profile's small checkpoints are committed and listed with their sha256
 in checkpoints/MANIFEST.json.
 """
@@ -32,15 +32,26 @@ def checkpoint_path(name: str, config: dict[str, Any], profile: str) -> Path:
     return checkpoints_dir(profile) / f"{name}-{key_hash(config)}.safetensors"
 
 
-def resume_path(config: dict[str, Any]) -> Path:
-    return resume_dir() / f"{key_hash(config)}.pt"
+def resume_path(config: dict[str, Any], store: str) -> Path:
+    """Epoch states of an unfinished run, per profile (so cleaning one profile cleans its states)."""
+    return resume_dir() / store / f"{key_hash(config)}.pt"
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes, in name order: what a checkpoint holds."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def save_model(model: torch.nn.Module, path: Path, config: dict[str, Any],
                history: list[dict[str, Any]] | None = None) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"config": json.dumps(config, sort_keys=True), "config_hash": key_hash(config),
-            "history": json.dumps(history or [])}
+            "history": json.dumps(history or []), "tensors_sha256": tensors_sha256(tensors)}
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
@@ -52,7 +63,30 @@ def read_metadata(path: Path) -> dict[str, Any]:
         raise CheckpointMismatchError(f"{path} is not a readable safetensors checkpoint ({exc}); "
                                       "delete it and rerun to retrain.") from exc
     return {"config": json.loads(meta.get("config", "{}")), "config_hash": meta.get("config_hash"),
-            "history": json.loads(meta.get("history", "[]"))}
+            "history": json.loads(meta.get("history", "[]")), "tensors_sha256": meta.get("tensors_sha256")}
+
+
+def _manifest_entry(path: Path) -> dict[str, Any] | None:
+    try:
+        rel = str(Path(path).resolve().relative_to(Path(paths.CHECKPOINTS_DIR).resolve()))
+    except ValueError:
+        return None
+    manifest_file = manifest_path()
+    return json.loads(manifest_file.read_text()).get(rel) if manifest_file.exists() else None
+
+
+def verify_integrity(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """The tensors are the ones written: their sha256 against the metadata's (files written since
+    it was added), and the file's sha256 against checkpoints/MANIFEST.json for committed files."""
+    problems = []
+    if meta.get("tensors_sha256") and tensors_sha256(tensors) != meta["tensors_sha256"]:
+        problems.append("its tensors do not match the sha256 stored in its metadata")
+    entry = _manifest_entry(path)
+    if entry is not None and sha256(path) != entry["sha256"]:
+        problems.append("the file does not match its sha256 in checkpoints/MANIFEST.json")
+    if problems:
+        raise CheckpointMismatchError(f"{path} is corrupted: {'; '.join(problems)}. Delete it and rerun to "
+                                      "retrain (or restore it: `git checkout -- <file>` for a committed one).")
 
 
 def load_model(model: torch.nn.Module, path: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -64,18 +98,24 @@ def load_model(model: torch.nn.Module, path: Path, config: dict[str, Any]) -> li
             f"{path} was trained with a different config (differences, file vs requested: {diff}). "
             "Delete the file to retrain, or request the config it was trained with.")
     try:
-        model.load_state_dict(load_file(str(path)), strict=True)
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointMismatchError(f"{path} is not a readable safetensors checkpoint ({exc}); "
+                                      "delete it and rerun to retrain.") from exc
+    verify_integrity(path, tensors, meta)
+    try:
+        model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise CheckpointMismatchError(f"{path} does not fit this architecture: {exc}") from exc
     return meta["history"]
 
 
-def save_resume_state(config: dict[str, Any], state: dict[str, Any]) -> None:
-    atomic_write(resume_path(config), lambda tmp: torch.save(state, tmp))
+def save_resume_state(config: dict[str, Any], store: str, state: dict[str, Any]) -> None:
+    atomic_write(resume_path(config, store), lambda tmp: torch.save(state, tmp))
 
 
-def load_resume_state(config: dict[str, Any]) -> dict[str, Any] | None:
-    path = resume_path(config)
+def load_resume_state(config: dict[str, Any], store: str) -> dict[str, Any] | None:
+    path = resume_path(config, store)
     if not path.exists():
         return None
     try:

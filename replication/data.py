@@ -52,15 +52,27 @@ def md5_report(name: str, root: Path | None = None) -> dict[str, bool]:
 
 
 def ensure_dataset(name: str, root: Path | None = None) -> Path:
-    """Make sure `name` is on disk under `root` (default $REPLICATION_DATA or ./data); return root."""
+    """Make sure `name` is on disk under `root` (default $REPLICATION_DATA or ./data) with every file
+    passing torchvision's md5; return root. Missing or corrupted files come from the local mirror
+    (saying which and what was done), else from torchvision's download; else a clear error names them."""
     cls = _dataset_cls(name)
     root = Path(root or data_root())
-    if (name, root) in _VERIFIED or all(md5_report(name, root).values()):
+    if (name, root) in _VERIFIED:
+        return root
+    report = md5_report(name, root)
+    if all(report.values()):
         _VERIFIED.add((name, root))
         return root
+    folder = root / cls.base_folder
+    missing = [f for f in report if not (folder / f).exists()]
+    corrupted = [f for f, ok in report.items() if not ok and f not in missing]
+    what = "; ".join(x for x in (f"missing: {', '.join(missing)}" if missing else "",
+                                 f"failing their md5 (corrupted or truncated): {', '.join(corrupted)}" if corrupted else "") if x)
     root.mkdir(parents=True, exist_ok=True)
     mirror = data_mirror() / "materialize.py"
     if mirror.exists():
+        print(f"data: {name} under {folder}: {what}. Re-materialising {cls.base_folder} from the mirror "
+              f"{mirror.parent}.", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, str(mirror), str(root), "--only", cls.base_folder],
                        check=True, stdout=subprocess.DEVNULL)
     else:
@@ -68,15 +80,15 @@ def ensure_dataset(name: str, root: Path | None = None) -> Path:
             cls(str(root), train=True, download=True)
         except Exception as exc:  # no internet, proxy, ...
             raise DataNotFoundError(
-                f"{name} is not under {root} and could not be downloaded ({exc}). Either put "
+                f"{name} under {folder}: {what}; and it could not be downloaded ({exc}). Either put "
                 f"torchvision's '{cls.base_folder}' folder under {root} (or point $REPLICATION_DATA "
                 "at a folder holding it), or set $REPLICATION_DATA_MIRROR to a folder with "
                 "materialize.py (see ../shared/data), or run once with internet access."
             ) from exc
     bad = [f for f, ok in md5_report(name, root).items() if not ok]
     if bad:
-        raise DataNotFoundError(f"{name} under {root}: md5 mismatch for {bad}; delete "
-                                f"{root / cls.base_folder} and run again to re-materialise it.")
+        raise DataNotFoundError(f"{name} under {root}: md5 mismatch for {bad} even after re-materialising; "
+                                f"delete {folder} and run again.")
     _VERIFIED.add((name, root))
     return root
 

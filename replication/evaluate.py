@@ -11,13 +11,13 @@ import time
 from typing import Any, Iterable
 
 import torch
-from tqdm.auto import tqdm
 
 from .attacks import Attack
 from .cache import memo
 from .data import Split, iterate_batches
 from .papers import eps_reading
 from .results import canonical_eps, load_results, make_record, results_path
+from .progress import bar
 
 # The paper's grid (pixel scale, [0,1]) plus the standard 8/255 for comparison with the literature.
 EPS_GRID = (0.01, 0.02, 0.03, 8 / 255)
@@ -112,7 +112,7 @@ def evaluate(model: torch.nn.Module, split: Split, grid: dict[Attack, Iterable[f
 
     records = [reuse_or(None, None, lambda: clean_accuracy(model, split, batch_size))]
     jobs = [(a, float(e)) for a, eps in grid.items() for e in eps]
-    for attack, eps in tqdm(jobs, desc="attacks", disable=not progress):
+    for attack, eps in bar(jobs, desc="attacks", enabled=progress):
         records.append(reuse_or(attack.spec(eps), eps, lambda: robust_accuracy(
             model, split, attack, eps, batch_size=batch_size, seed=seed)))
     return records

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from .progress import bar
 from .segments import pool
 
 
@@ -144,7 +144,7 @@ def lime(model, x, y, segments, counts, n_samples: int, seed: int, chunk: int = 
     """Batched LIME over many images, `chunk` images at a time; masks as `lime` would draw them."""
     f_max = int(counts.max())
     parts = []
-    for s in tqdm(range(0, len(x), chunk), desc="LIME", disable=not progress):
+    for s in bar(range(0, len(x), chunk), desc="LIME", enabled=progress):
         c = counts[s:s + chunk]
         masks = torch.from_numpy(np.stack([pad_masks(lime_masks(n_samples, int(k), seed), f_max) for k in c]))
         parts.append(lime_batched(model, x[s:s + chunk], segments[s:s + chunk], masks, y[s:s + chunk],

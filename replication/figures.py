@@ -57,7 +57,9 @@ def training_curves(histories: dict[str, list[dict[str, Any]]]):
 
 def robustness_curves(df, paper_points: dict[str, list[dict]] | None = None):
     """Accuracy vs eps per attack (one panel per dataset/model) from query rows (accuracy records),
-    with the paper's points as crosses (paper_points: {"<dataset>/<model>": [point, ...]})."""
+    with the paper's points at both readings of its eps: crosses where its eps is read as pixels,
+    circles where it is read as normalised inputs (paper_points: {"<dataset>/<model>": [point, ...]})."""
+    from .papers import normalised_eps_scale
     from .tables import attack_label
 
     df = df[df["metric"] == "accuracy"]
@@ -71,13 +73,19 @@ def robustness_curves(df, paper_points: dict[str, list[dict]] | None = None):
             ga = ga.sort_values("eps")
             ax.plot([0] + list(ga["eps"]), [clean] + [100 * float(v) for v in ga["value"]], marker="o", ms=4,
                     label=f"ours: {label}")
+        scale = normalised_eps_scale(dataset)
         for p in (paper_points or {}).get(f"{dataset}/{model}", []):
-            ax.scatter([p["eps"]], [p["baseline"]], marker="x", s=60, color="k" if p["attack"] == "FGSM" else "r",
-                       label=f"paper baseline: {p['attack']}", zorder=5)
+            color = "k" if p["attack"] == "FGSM" else "r"
+            ax.scatter([p["eps"]], [p["baseline"]], marker="x", s=60, color=color, zorder=5,
+                       label=f"paper baseline {p['attack']}, eps read as pixels")
+            ax.scatter([p["eps"] * scale], [p["baseline"]], marker="o", s=45, facecolors="none", edgecolors=color,
+                       zorder=5, label=f"paper baseline {p['attack']}, eps read as normalised (x {scale:.3f})")
         ax.set(title=f"{model} on {dataset}", xlabel="eps (L-inf, [0,1] pixels)", ylabel="accuracy (%)", ylim=(0, 100))
-        handles, labels = ax.get_legend_handles_labels()
-        uniq = dict(zip(labels, handles))
-        ax.legend(uniq.values(), uniq.keys(), fontsize=7)
+    uniq: dict = {}
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            uniq.setdefault(lab.split(" (x ")[0], h)  # one legend: the scale differs per dataset (see README)
+    fig.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper center", ncol=3, bbox_to_anchor=(0.5, -0.06))
     return fig
 
 
@@ -91,8 +99,10 @@ def segmentation_examples(x, segmentations: dict[str, "object"]):
     """One row per image, one column per segmentation (boundaries drawn)."""
     from skimage.segmentation import mark_boundaries
 
+    import textwrap
+
     cols = list(segmentations)
-    fig, axes = plt.subplots(len(x), len(cols), figsize=(1.6 * len(cols), 1.6 * len(x)), squeeze=False)
+    fig, axes = plt.subplots(len(x), len(cols), figsize=(2.1 * len(cols), 1.7 * len(x) + 0.5), squeeze=False)
     for i in range(len(x)):
         img = x[i].permute(1, 2, 0).cpu().numpy().astype(float)
         for j, name in enumerate(cols):
@@ -100,23 +110,32 @@ def segmentation_examples(x, segmentations: dict[str, "object"]):
             axes[i, j].imshow(mark_boundaries(img, seg, color=(1, 1, 0), mode="inner"))
             axes[i, j].axis("off")
             if i == 0:
-                axes[i, j].set_title(name, fontsize=7)
+                axes[i, j].set_title(textwrap.fill(name, 18), fontsize=8)
             axes[i, j].text(1, 31, f"{int(seg.max()) + 1}", color="w", fontsize=7,
                             bbox={"facecolor": "k", "alpha": 0.6, "pad": 1})
+    fig.suptitle("Segment boundaries (yellow); the number is the image's segment count", fontsize=9)
+    fig.tight_layout()
     return fig
 
 
 def lime_maps(x, maps, labels, preds, class_names, title: str = ""):
-    """Image over signed LIME map (red: supports the class, blue: against), one column per image."""
+    """Row 1: the image (true class, prediction). Row 2: its signed LIME map over the grey image,
+    scaled per image to [-1, 1] (red: the segment raises the predicted probability of the true
+    class; blue: lowers it), with one colour bar for the scale."""
     n = len(x)
-    fig, axes = plt.subplots(2, n, figsize=(1.5 * n, 3.3), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(1.5 * n + 1.2, 3.6), squeeze=False)
+    im = None
     for i in range(n):
         _show(axes[0, i], x[i], f"{class_names[int(labels[i])]}\n(pred {class_names[int(preds[i])]})")
         m = maps[i].cpu().numpy()
         lim = max(abs(m).max(), 1e-8)
         axes[1, i].imshow(x[i].mean(0).cpu().numpy(), cmap="gray", alpha=0.5)
-        axes[1, i].imshow(m, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.6)
+        im = axes[1, i].imshow(m / lim, cmap="bwr", vmin=-1, vmax=1, alpha=0.6)
         axes[1, i].axis("off")
+    for r, name in enumerate(("image\n(true, pred)", "LIME beta\n/ max|beta|")):
+        axes[r, 0].text(-4, 16, name, ha="right", va="center", fontsize=7)
+    bar = fig.colorbar(im, ax=axes[1, :].tolist(), fraction=0.025, pad=0.02, ticks=[-1, 0, 1])
+    bar.ax.set_yticklabels(["-max: lowers p(true)", "0", "+max: raises p(true)"], fontsize=7)
     fig.suptitle(title, fontsize=9)
     return fig
 
@@ -155,13 +174,45 @@ def flag_examples(x, beta_maps, rule_masks: dict[str, "object"], truth=None, tit
     return fig
 
 
-def ablation_bars(table, columns: list[str], title: str = ""):
-    """Horizontal bars per model row for a few accuracy columns (%), e.g. the ablation table."""
+def ablation_bars(df, points: dict[str, tuple[dict | None, float | None]], title: str = ""):
+    """Horizontal bars (accuracy %) per ablation row at a few (attack, eps) points, drawn from query
+    rows of notebook 04's CIFAR-10 records: the baseline and each refinement at its defaults (no
+    Algorithm 1 round, per-image masks, the default lambda, seed 0). Where a row was fine-tuned with
+    several seeds its bar is their mean with a ±1 std error bar. `points`: {label: (attack spec or
+    None for clean, eps)}; labels should say the eps reading."""
     import pandas as pd
 
-    df = table[columns].reset_index().melt(id_vars=table.index.name or "index", var_name="metric", value_name="accuracy (%)")
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(table) * max(1, len(columns) / 2) + 1))
-    sns.barplot(df, y=table.index.name or "index", x="accuracy (%)", hue="metric", ax=ax, orient="h")
-    ax.set(title=title, ylabel="")
-    ax.legend(fontsize=7, loc="lower right")
+    from .tables import LABEL_DEFAULTS, with_labels
+
+    df = with_labels(df)
+
+    def col(name):
+        return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index)
+
+    default_row = (col("round").isna() & col("mask_scope").isna()
+                   & col("lambda").isin([None, LABEL_DEFAULTS["lambda"]]) & col("train_seed").isin([None, 0]))
+    rows = []
+    for label, (attack, eps) in points.items():
+        at = (df["attack"].isna() if attack is None else (df["attack"] == attack["name"]) & (df["eps"] == eps))
+        acc = df[at & default_row & (df["metric"] == "accuracy") & (df["dataset"] == "cifar10")]
+        stats = {m: df[at & (df["metric"] == m)].set_index("label")["value"]
+                 for m in ("accuracy_mean_over_seeds", "accuracy_std_over_seeds")}
+        for _, r in acc.iterrows():
+            seeded = r["label"] in stats["accuracy_mean_over_seeds"].index
+            rows.append({"row": r["label"], "point": label,
+                         "acc": 100 * float(stats["accuracy_mean_over_seeds"][r["label"]] if seeded else r["value"]),
+                         "std": 100 * float(stats["accuracy_std_over_seeds"][r["label"]]) if seeded else float("nan")})
+    table = pd.DataFrame(rows)
+    order = list(dict.fromkeys(table["row"]))
+    fig, ax = plt.subplots(figsize=(8.5, 0.5 * len(order) * max(1, len(points) / 2) + 1.2))
+    height = 0.8 / len(points)
+    for k, (label, g) in enumerate(table.groupby("point", sort=False)):
+        g = g.set_index("row").reindex(order)
+        y = [i + (k - (len(points) - 1) / 2) * height for i in range(len(order))]
+        ax.barh(y, g["acc"], height=height, xerr=g["std"], capsize=2, label=label)
+    ax.set_yticks(range(len(order)), [o.split(" · ", 1)[-1] if " · " in o else f"{o} (baseline)" for o in order],
+                  fontsize=8)
+    ax.invert_yaxis()
+    ax.set(title=title, ylabel="", xlabel="accuracy (%); error bars: ±1 std over fine-tuning seeds, where run")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=1)
     return fig

@@ -87,14 +87,18 @@ class Run:
         return records
 
     def figure(self, fig, name: str) -> list[Path]:
-        """Save `fig` as figures/<profile>/<name>.png and .pdf."""
+        """Save `fig` as figures/<profile>/<name>.png and .pdf, marked with the profile that made it."""
+        fig.text(0.995, 0.003, f"profile {self.profile.name}", ha="right", va="bottom", fontsize=7, color="0.4")
         saved = save_figure(fig, name, self.profile.name)
         self.figures += saved
         return saved
 
     def provenance(self) -> dict[str, Any]:
+        from .hardware import resolve_precision
+
         return provenance({"experiment": self.experiment, "profile": self.profile.to_dict(), "params": self.params},
-                          wall_time_s=round(time.perf_counter() - self.started, 2), run_id=self.run_id)
+                          wall_time_s=round(time.perf_counter() - self.started, 2), run_id=self.run_id,
+                          precision=resolve_precision("auto", self.device))
 
     def save(self) -> Path:
         """Merge this run's records into results/<profile>/<experiment>.json (atomically)."""
@@ -157,6 +161,36 @@ class Run:
         return None
 
 
+def frame_html(df) -> str:
+    """A DataFrame as the notebook shows it, with an en dash where a column does not apply (NaN/None)."""
+    import pandas as pd
+
+    return df.to_html(na_rep="–", notebook=True, max_rows=pd.get_option("display.max_rows"),
+                      max_cols=pd.get_option("display.max_columns"), show_dimensions=False)
+
+
+def frame_text(df) -> str:
+    import pandas as pd
+
+    return df.to_string(na_rep="–", max_rows=pd.get_option("display.max_rows"),
+                        max_cols=pd.get_option("display.max_columns"))
+
+
+def _display_missing_as_dash() -> None:
+    """In IPython, tables show an en dash instead of NaN (both the HTML and the text form)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is None:
+        return
+    import pandas as pd
+
+    ip.display_formatter.formatters["text/html"].for_type(pd.DataFrame, frame_html)
+    ip.display_formatter.formatters["text/plain"].for_type(pd.DataFrame, lambda df, p, cycle: p.text(frame_text(df)))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -175,6 +209,7 @@ def start(experiment: str, params: Mapping[str, Any] | None = None) -> Run:
     require_clean_tree(profile.name)  # fail before the work, not when saving its results
     seed_everything(seed)
     set_theme()
+    _display_missing_as_dash()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if profile.name == "full" and device.type != "cuda":
         print("warning: the 'full' profile on a CPU will take days; 'cpu' is the reduced-scale replication.")

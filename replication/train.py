@@ -17,13 +17,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .cache import key_hash, memo
 from .checkpoints import (checkpoint_path, load_model, load_resume_state, resume_path, save_model,
                           save_resume_state, update_manifest)
 from .data import Split, iterate_batches
 from .hardware import check_onednn_safe, resolve_precision
 from .models import build_model
 from .profiles import ModelBudget
-from .cache import key_hash, memo
+from .progress import bar
 
 # extra_loss(model, x, y, logits) -> tensor added to the task loss (adversarial / regularised training)
 ExtraLoss = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -153,13 +154,13 @@ def fit(cfg: TrainConfig, name: str, store: str, model: torch.nn.Module, train_s
         history = load_model(model, path, config)
         return TrainResult(model.to(device).eval(), history, path, True, key_hash(config))
 
-    result, _ = memo(lookup, lambda: _train(cfg, name, model, train_split, step, path, evaluate=evaluate,
+    result, _ = memo(lookup, lambda: _train(cfg, name, store, model, train_split, step, path, evaluate=evaluate,
                                             init_state=init_state, manifest=manifest,
                                             stop_after_epoch=stop_after_epoch, progress=progress))
     return result
 
 
-def _train(cfg: TrainConfig, name: str, model: torch.nn.Module, train_split: Split, step: Step, path, *,
+def _train(cfg: TrainConfig, name: str, store: str, model: torch.nn.Module, train_split: Split, step: Step, path, *,
            evaluate, init_state, manifest: bool, stop_after_epoch: int | None, progress: bool) -> TrainResult:
     """fit's loop (fit has looked in the cache first); saves the checkpoint atomically at the end."""
     from accelerate import Accelerator
@@ -188,7 +189,7 @@ def _train(cfg: TrainConfig, name: str, model: torch.nn.Module, train_split: Spl
     bf16 = _use_bf16(cfg, device)
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    state = load_resume_state(config)
+    state = load_resume_state(config, store)
     if state is not None:
         accelerator.unwrap_model(model).load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -205,9 +206,8 @@ def _train(cfg: TrainConfig, name: str, model: torch.nn.Module, train_split: Spl
         t0, seen, sums = time.perf_counter(), 0, {"loss": 0.0}
         batches = iterate_batches(train_split, cfg.batch_size, shuffle=True, train_augment=cfg.augment,
                                   generator=gen, drop_last=True, shard=(rank, world))
-        bar = tqdm(batches, total=steps_per_epoch, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not progress or not accelerator.is_main_process, leave=False)
-        for batch in bar:
+        for batch in bar(batches, total=steps_per_epoch, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}",
+                         enabled=progress and accelerator.is_main_process, leave=False):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss, stats = step(model, batch)
             opt.zero_grad(set_to_none=True)
@@ -240,7 +240,7 @@ def _train(cfg: TrainConfig, name: str, model: torch.nn.Module, train_split: Spl
             tqdm.write(f"{name} epoch {epoch + 1}: " + ", ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items() if k != "epoch"))
         if accelerator.is_main_process:
-            save_resume_state(config, {"model": accelerator.unwrap_model(model).state_dict(),
+            save_resume_state(config, store, {"model": accelerator.unwrap_model(model).state_dict(),
                                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                        "epoch": epoch + 1, "history": history,
                                        **({"ema": ema.state_dict()} if ema is not None else {})})
@@ -252,7 +252,7 @@ def _train(cfg: TrainConfig, name: str, model: torch.nn.Module, train_split: Spl
         save_model(final, path, config, history)
         if manifest:
             update_manifest(path)
-        resume_path(config).unlink(missing_ok=True)
+        resume_path(config, store).unlink(missing_ok=True)
     return TrainResult(final, history, path, False, key_hash(config))
 
 

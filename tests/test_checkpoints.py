@@ -41,10 +41,10 @@ def test_killed_run_resumes_from_last_epoch(isolated_store, tiny_cfg, tiny_data)
     full.path.unlink()
     part = train_model(tiny_cfg, "resumed", "smoke", *tiny_data, progress=False, stop_after_epoch=1)
     assert part.path is None and len(part.history) == 1
-    assert checkpoints.resume_path(tiny_cfg.to_dict()).exists()
+    assert checkpoints.resume_path(tiny_cfg.to_dict(), "smoke").exists()
     resumed = train_model(tiny_cfg, "resumed", "smoke", *tiny_data, progress=False)
     assert not resumed.from_cache and [h["epoch"] for h in resumed.history] == [1, 2]
-    assert not checkpoints.resume_path(tiny_cfg.to_dict()).exists()
+    assert not checkpoints.resume_path(tiny_cfg.to_dict(), "smoke").exists()
     assert _state_equal(full.model, resumed.model)  # resuming changes nothing
 
 
@@ -95,3 +95,56 @@ def test_a_cpu_profile_training_under_test_writes_only_into_the_temporary_store(
     assert paths.manifest_path() == isolated_store / "checkpoints" / "MANIFEST.json"
     assert res.path.relative_to(isolated_store) and res.path.name in paths.manifest_path().read_text()
     assert (real.read_bytes() if real.exists() else None) == before
+
+
+def _flip_tensor_bytes(path, n=4096):
+    """Same size, 4 KiB of tensor data inverted (the header and metadata untouched)."""
+    import struct
+
+    raw = bytearray(path.read_bytes())
+    header = 8 + struct.unpack("<Q", raw[:8])[0]
+    start = header + (len(raw) - header) // 2
+    raw[start:start + n] = bytes(b ^ 0xFF for b in raw[start:start + n])
+    path.write_bytes(bytes(raw))
+
+
+def test_a_flipped_checkpoint_raises_instead_of_loading(isolated_store, tiny_cfg):
+    model = build_model("resnet18", 10, 2)
+    path = isolated_store / "checkpoints" / "cpu" / "m.safetensors"
+    save_model(model, path, tiny_cfg.to_dict())
+    checkpoints.update_manifest(path)
+    size = path.stat().st_size
+    _flip_tensor_bytes(path)
+    assert path.stat().st_size == size
+    with pytest.raises(CheckpointMismatchError, match="corrupted.*metadata.*MANIFEST"):
+        load_model(build_model("resnet18", 10, 2), path, tiny_cfg.to_dict())
+
+
+def test_committed_checkpoints_load_and_verify():
+    """Every committed checkpoint passes the integrity check its loader now runs."""
+    import json
+
+    if not paths.manifest_path().exists():
+        pytest.skip("no committed checkpoints")
+    for rel in json.loads(paths.manifest_path().read_text()):
+        path = paths.CHECKPOINTS_DIR / rel
+        meta = checkpoints.read_metadata(path)
+        from safetensors.torch import load_file
+
+        checkpoints.verify_integrity(path, load_file(str(path)), meta)
+
+
+def test_clean_smoke_removes_every_smoke_state_and_nothing_else(tmp_path):
+    import shutil
+    import subprocess
+
+    shutil.copy(paths.PROJECT_ROOT / "Makefile", tmp_path / "Makefile")
+    smoke = ["results/smoke/x.json", "figures/smoke/f.png", "checkpoints/smoke/m.safetensors",
+             ".cache/resume/smoke/r.pt", ".cache/identification/smoke/s.pt"]
+    kept = [".cache/resume/cpu/r.pt", "results/cpu/x.json", "checkpoints/cpu/m.safetensors"]
+    for rel in smoke + kept:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    subprocess.run(["make", "-s", "clean-smoke"], cwd=tmp_path, check=True, capture_output=True)
+    assert [rel for rel in smoke if (tmp_path / rel).exists()] == []
+    assert all((tmp_path / rel).exists() for rel in kept)

@@ -67,3 +67,33 @@ def test_missing_data_error_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(data.torchvision.datasets.CIFAR10, "__init__", offline)
     with pytest.raises(data.DataNotFoundError, match="REPLICATION_DATA"):
         data.ensure_dataset("cifar10", tmp_path / "empty")
+
+
+def _corrupted_copy(tmp_path):
+    """A copy of CIFAR-10 under tmp_path with one batch file truncated to half its size."""
+    import shutil
+
+    src = data.ensure_dataset("cifar10") / "cifar-10-batches-py"
+    dst = tmp_path / "data" / "cifar-10-batches-py"
+    shutil.copytree(src, dst)
+    bad = dst / "data_batch_3"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    return tmp_path / "data"
+
+
+def test_a_corrupted_file_is_named_and_rematerialised_from_the_mirror(tmp_path, capsys):
+    root = _corrupted_copy(tmp_path)
+    assert data.ensure_dataset("cifar10", root) == root
+    err = capsys.readouterr().err
+    assert "data_batch_3" in err and "failing their md5" in err and "Re-materialising" in err
+    assert all(data.md5_report("cifar10", root).values())
+
+
+def test_without_a_mirror_the_error_names_the_corrupted_file(tmp_path, monkeypatch):
+    import pytest
+
+    root = _corrupted_copy(tmp_path)
+    monkeypatch.setenv("REPLICATION_DATA_MIRROR", str(tmp_path / "no-mirror"))
+    monkeypatch.setattr(data.DATASETS["cifar10"][0], "download", lambda self: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(data.DataNotFoundError, match=r"failing their md5 \(corrupted or truncated\): data_batch_3"):
+        data.ensure_dataset("cifar10", root)

@@ -57,7 +57,7 @@ def test_two_processes_train_like_one(one_process, tmp_path):
 @pytest.mark.parametrize("resume_with", [2, 1])
 def test_a_killed_two_process_run_resumes(one_process, tmp_path, resume_with):
     assert launch(2, "train", tmp_path, "--die-at-step", "6") != 0  # 4 steps per epoch: killed in epoch 2
-    assert not (tmp_path / "result.pt").exists() and any((tmp_path / "cache" / "resume").glob("*.pt"))
+    assert not (tmp_path / "result.pt").exists() and any((tmp_path / "cache" / "resume").rglob("*.pt"))
     assert launch(resume_with, "train", tmp_path) == 0
     resumed = result(tmp_path)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]

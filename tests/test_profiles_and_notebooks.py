@@ -119,3 +119,13 @@ def test_check_fails_on_impossible_numbers():
         run_with(0.9, 0.5, 0.3).check(metrics={"accuracy": 4})
     with pytest.raises(notebook.CheckFailed, match="invariant failed: the sky is green"):
         run_with(0.9, 0.5, 0.3).check(**{"the sky is green": False})
+
+
+def test_tables_show_an_en_dash_where_a_column_does_not_apply():
+    import pandas as pd
+
+    from replication import notebook
+
+    df = pd.DataFrame({"clean": [90.0, 80.0], "apgd-ce-20 @ 0.01": [40.0, float("nan")]}, index=["a", "b"])
+    assert "NaN" not in notebook.frame_html(df) and "–" in notebook.frame_html(df)
+    assert "NaN" not in notebook.frame_text(df) and "–" in notebook.frame_text(df)

@@ -18,6 +18,7 @@ from ..attacks import Attack
 from ..data import load_split, to_float
 from ..evaluate import evaluate
 from ..notebook import Run
+from ..results import canonical_eps
 from ..papers import eps_reading, normalised_eps_scale, paper_a_refined_comparison
 from ..segments import segment_batch, to_pixels
 from ..tables import metrics_by_point
@@ -66,6 +67,13 @@ class Study:
         """Paper A's eps 0.01 / 0.03 read as pixels and as normalised inputs."""
         s = normalised_eps_scale(dataset)
         return {self.fgsm: [0.01 * s, 0.03 * s, 0.01, 0.03], self.pgd: [0.01 * s, 0.01, 0.03]}
+
+    def figure_points(self) -> dict[str, tuple[dict | None, float | None]]:
+        """The ablation figure's points, each label saying how the paper's eps was read."""
+        e = 0.01 * normalised_eps_scale("cifar10")
+        return {"clean": (None, None),
+                f"PGD-{self.pgd.steps} @ {e:.4f} px (paper's 0.01, normalised reading)": (self.pgd.spec(e), canonical_eps(e)),
+                f"PGD-{self.pgd.steps} @ 0.01 px (paper's 0.01, pixel reading)": (self.pgd.spec(0.01), 0.01)}
 
     @property
     def robust_point(self) -> str:
