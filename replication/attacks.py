@@ -57,13 +57,17 @@ def pgd(model, x, y, eps: float, alpha: float, steps: int, *, random_start: bool
     x = x.detach()
     best = x.clone()
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    if torch.is_tensor(eps):  # one eps per image (a bisection over eps); alpha as a tensor too
+        eps = eps.view(-1, *([1] * (x.dim() - 1))).to(x)
+        alpha = alpha.view_as(eps).to(x) if torch.is_tensor(alpha) else alpha
     for _ in range(restarts):
         adv = x.clone()
         if random_start:
-            adv = (adv + torch.empty_like(adv).uniform_(-eps, eps)).clamp(0, 1).detach()
+            noise = (torch.empty_like(adv).uniform_(-1, 1) * eps) if torch.is_tensor(eps) else torch.empty_like(adv).uniform_(-eps, eps)
+            adv = (adv + noise).clamp(0, 1).detach()
         for _ in range(steps):
             adv = adv + alpha * _input_grad(model, adv, y).sign()
-            delta = torch.clamp(adv - x, min=-eps, max=eps)
+            delta = torch.max(torch.min(adv - x, eps), -eps) if torch.is_tensor(eps) else torch.clamp(adv - x, min=-eps, max=eps)
             adv = torch.clamp(x + delta, 0, 1).detach()
         with torch.no_grad():
             now = model(adv).argmax(1) != y

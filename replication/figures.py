@@ -216,3 +216,41 @@ def ablation_bars(df, points: dict[str, tuple[dict | None, float | None]], title
     ax.set(title=title, ylabel="", xlabel="accuracy (%); error bars: ±1 std over fine-tuning seeds, where run")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=1)
     return fig
+
+
+def bound_scatter(per_model: dict, estimates=("masked", "unmasked", "margin", "clever")):
+    """Estimate vs measured minimal L-inf distortion, log axes, one panel per estimate, the y = x line:
+    points above it are images where the 'lower bound' is wrong."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(estimates), figsize=(4 * len(estimates), 3.9), squeeze=False)
+    for ax, name in zip(axes[0], estimates):
+        lo, hi = np.inf, 0.0
+        for (label, df), colour in zip(per_model.items(), ("C0", "C3")):
+            d = df[np.isfinite(df["measured"]) & np.isfinite(df[name]) & (df["measured"] > 0) & (df[name] > 0)]
+            if len(d):
+                ax.scatter(d["measured"], d[name], s=8, alpha=0.5, color=colour,
+                           label=f"{label}: {100 * (d[name] > d['measured']).mean():.0f}% above y = x")
+                lo, hi = min(lo, d[["measured", name]].min().min()), max(hi, d[["measured", name]].max().max())
+        if hi > 0:
+            ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set(xscale="log", yscale="log", xlabel="measured minimal L-inf distortion", ylabel=f"estimate: {name}",
+               title={"masked": "(a) eq 22-23 as printed", "unmasked": "(b) without the mask",
+                      "margin": "(c) margin / ||grad(f_y - f_j)||_1", "clever": "(d) CLEVER"}.get(name, name))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def alignment_scatter(per_model: dict):
+    """Eq 19's alignment against the measured minimal distortion, per image."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.9))
+    for (label, df), colour in zip(per_model.items(), ("C0", "C3")):
+        d = df[np.isfinite(df["measured"])]
+        ax.scatter(d["alignment"], d["measured"], s=8, alpha=0.5, color=colour, label=label)
+    ax.set(yscale="log", xlabel="alignment (eq 19)", ylabel="measured minimal L-inf distortion",
+           title="Does alignment predict robustness?")
+    ax.legend(fontsize=8)
+    return fig

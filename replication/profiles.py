@@ -78,6 +78,17 @@ class RefineBudget:
 
 
 @dataclass(frozen=True)
+class BoundBudget:
+    n_images: int           # test images of notebook 05 (class-balanced)
+    clever_images: int      # the subset CLEVER runs on (its sampling is the expensive part)
+    clever_batches: int
+    clever_batch_size: int
+    fab_steps: int
+    bisection_steps: int
+    crosscheck_images: int  # the subset a stronger attack re-checks at 0.95 x the measured distortion
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -91,13 +102,14 @@ class Profile:
     identify: IdentifyBudget
     shortcut: ShortcutBudget
     refine: RefineBudget
+    bound: BoundBudget
     datasets: tuple[str, ...]
     commit_checkpoints: bool  # list the zoo's finished checkpoints in checkpoints/MANIFEST.json
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["models"] = {k: dataclasses.asdict(v) for k, v in self.models.items()}
-        for k in ("pgd", "lime", "identify", "shortcut", "refine"):
+        for k in ("pgd", "lime", "identify", "shortcut", "refine", "bound"):
             d[k] = dataclasses.asdict(d[k])
         d["datasets"] = list(self.datasets)
         return d
@@ -108,7 +120,7 @@ class Profile:
 
 
 SECTIONS = {"pgd": AttackBudget, "lime": LimeBudget, "identify": IdentifyBudget, "shortcut": ShortcutBudget,
-            "refine": RefineBudget}
+            "refine": RefineBudget, "bound": BoundBudget}
 
 
 def _build(cls, raw: Any, where: str):

@@ -84,7 +84,7 @@ def make_record(**fields: Any) -> dict[str, Any]:
     rec["eps"] = canonical_eps(rec["eps"])
     for k in ("value", "wall_time_s"):
         if isinstance(rec[k], (int, float)) and not isinstance(rec[k], bool):
-            rec[k] = float(rec[k])
+            rec[k] = None if rec[k] != rec[k] else float(rec[k])  # NaN (undefined) is stored as null
     if fields.get("extra"):
         rec["extra"] = fields["extra"]
     validate_record(rec)

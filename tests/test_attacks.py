@@ -70,3 +70,16 @@ def test_attack_objects_reject_what_they_cannot_do():
     with pytest.raises(ValueError, match="EOT"):
         Attack("fgsm", eot=4)
     assert Attack("fgsm").spec(0.03)["step_size"] == 0.03 and Attack("apgd-ce", steps=20).spec(0.03)["step_size"] is None
+
+
+def test_pgd_takes_one_eps_per_image(trained_tiny):
+    model, test = trained_tiny
+    x, y = _batch(test, 8)
+    eps = torch.linspace(0.0, 0.05, 8)
+    adv = pgd(model, x, y, eps, 2.5 * eps / 5, 5)
+    assert ((adv - x).abs().flatten(1).amax(1) <= eps + 1e-6).all() and adv.min() >= 0 and adv.max() <= 1
+    torch.manual_seed(1)
+    same = pgd(model, x, y, torch.full((8,), 0.02), torch.full((8,), 0.005), 5)
+    torch.manual_seed(1)
+    scalar = pgd(model, x, y, 0.02, 0.005, 5)
+    assert (same - scalar).abs().max() <= 1e-6  # a constant tensor eps is the scalar attack

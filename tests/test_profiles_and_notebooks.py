@@ -16,6 +16,7 @@ EXPECTED_PARAMETERS = {
     "03_spurious_features": {"PROFILE", "SEED", "TAU_Q", "SUPPORT_Q", "EPS_Q", "DELTA_Q", "PERTURB_SIGMA"},
     "04_refinement_training": {"PROFILE", "SEED", "EPS_TRAIN", "ALPHA", "LAMBDA", "TOL_ACC", "TOL_JACCARD",
                                "EXTRA_SEEDS", "LAMBDA_SWEEP"},
+    "05_lipschitz_bound": {"PROFILE", "SEED", "EPS_TRAIN"},
 }
 
 
