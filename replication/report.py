@@ -195,6 +195,32 @@ def _render_04(profile: str) -> list[str]:
     return out
 
 
+def _render_05(profile: str) -> list[str]:
+    from .paper_a.bound import summary_table
+
+    df = query(profile, "05_lipschitz_bound")
+    if not len(df):
+        return []
+    med = {("refined" if r.get("refinement") else "baseline"): r for _, r in
+           df[df["metric"] == "min_linf_distortion_median"].iterrows()}
+    al = {("refined" if r.get("refinement") else "baseline", r["metric"]): r["value"] for _, r in
+          df[df["metric"].isin(["alignment_mean", "alignment_spearman", "stronger_attack_below_measured"])].iterrows()}
+    out = [f"\n**Notebook 05, profile `{profile}`** (Paper A §IV): estimates of the minimal L-inf distortion "
+           "against the measured one (FAB, then a PGD-20 bisection), correctly classified test images. "
+           "(a) = eq 22-23 as printed (with the image's spurious mask), (b) = without the mask, "
+           "(c) = margin / ||grad(f_y - f_j)||_1, (d) = CLEVER (first images only):\n"]
+    t = summary_table(df).reset_index()
+    t["estimate"] = t["estimate"].map({"masked": "(a) masked", "unmasked": "(b) unmasked", "margin": "(c) margin",
+                                       "clever": "(d) CLEVER"})
+    out.append(_md(t, index=False))
+    out.append("\nMedian measured distortion: " + "; ".join(
+        f"{k} {v['value']:.5f} px (n={v['n']})" for k, v in med.items()) + ". Alignment (eq 19), mean: " + "; ".join(
+        f"{k} {al[(k, 'alignment_mean')]:.3f} (Spearman with the measured distortion "
+        f"{al[(k, 'alignment_spearman')]:.2f})" for k in med) + ". APGD-CE flips at 0.95 x the measured value: "
+        + "; ".join(f"{k} {100 * al[(k, 'stronger_attack_below_measured')]:.0f}%" for k in med) + ".")
+    return out
+
+
 def _render_bench(profile: str) -> list[str]:
     df = query(profile, "bench")
     if not len(df):
@@ -207,7 +233,8 @@ def _render_bench(profile: str) -> list[str]:
 
 
 def render(profile: str) -> str:
-    out = _render_01(profile) + _render_02(profile) + _render_03(profile) + _render_04(profile) + _render_bench(profile)
+    out = (_render_01(profile) + _render_02(profile) + _render_03(profile) + _render_04(profile) + _render_05(profile)
+           + _render_bench(profile))
     return "\n".join(out) if out else f"(no results for profile {profile} yet)"
 
 
