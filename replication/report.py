@@ -122,8 +122,9 @@ def _render_03(profile: str) -> list[str]:
                              ("resnet18_cifar100", "cifar100", "CIFAR-100, thresholds only")):
         def frac(kind, rule):
             sel = df[(df["model"] == model) & (df["dataset"] == ds) & (df["metric"] == f"flagged_{kind}_frac")
-                     & (df["rule"] == rule) & df["quantile"].isna()] if "quantile" in df.columns else \
-                df[(df["model"] == model) & (df["dataset"] == ds) & (df["metric"] == f"flagged_{kind}_frac") & (df["rule"] == rule)]
+                     & (df["rule"] == rule)]
+            if "quantile" in sel.columns:  # the default quantiles, not the sweep's
+                sel = sel[sel["quantile"].isna()]
             return float(sel["value"].iloc[0]) if len(sel) else None
         if frac("segment", "spurious") is not None:
             rows.append({"identification": label, **{

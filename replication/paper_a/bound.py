@@ -56,10 +56,11 @@ def first_order(model, x: torch.Tensor, y: torch.Tensor, spurious: torch.Tensor 
     attribution: (B,H,W) per-pixel LIME |beta| (each pixel carries its segment's value), for eq 18-19.
     """
     model.eval()
-    out = {k: [] for k in ("margin_value", "runner_up", "masked", "unmasked", "margin", "alignment")}
+    with torch.no_grad():
+        k = model(x[:1]).shape[1]  # number of classes
+    out = {k_: [] for k_ in ("margin_value", "runner_up", "masked", "unmasked", "margin", "alignment")}
     for s in range(0, len(x), batch):
         xb, yb = x[s:s + batch], y[s:s + batch]
-        k = model(xb).shape[1] if s == 0 else k  # noqa: F821 (set on the first batch)
         onehot_y = torch.nn.functional.one_hot(yb, k).float()
         logits, g_y = _logit_grad(model, xb, onehot_y)
         other = logits.masked_fill(onehot_y.bool(), float("-inf"))

@@ -19,7 +19,7 @@ from ..data import load_split, to_float
 from ..evaluate import evaluate
 from ..notebook import Run
 from ..results import canonical_eps
-from ..papers import eps_reading, normalised_eps_scale, paper_a_refined_comparison
+from ..papers import eps_reading, normalised_eps_scale, paper_a_refined_comparison, pixel_eps
 from ..segments import segment_batch, to_pixels
 from ..tables import metrics_by_point
 from ..train import TrainResult, accuracy
@@ -244,7 +244,7 @@ class Study:
             out[ds] = t = paper_a_refined_comparison(base, mine, ds)
             for _, row in t.iterrows():
                 attack = self.fgsm if row["attack"] == "FGSM" else self.pgd
-                eps = row["paper eps"] * (normalised_eps_scale(ds) if row["eps reading"] == "normalised" else 1.0)
+                eps = pixel_eps(row["paper eps"], ds, row["eps reading"])
                 self.run.record(model=f"resnet18_{ds}", model_hash=tr.config_hash, data=ds, metric="accuracy_gain",
                                 value=row["our gain (pp)"] / 100, n=len(self.tests[ds]), attack=attack.spec(eps), eps=eps,
                                 eps_reading=row["eps reading"], **setting)
