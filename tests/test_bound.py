@@ -24,6 +24,24 @@ def _points(model, n=12, seed=1):
     return x, y
 
 
+def _art_clever(clf, x, reps=5, **kw):
+    """ART's clever_u per image, the median over `reps` seeded repetitions: its Weibull fit
+    (scipy_optimizer) lands on a degenerate optimum about once in a hundred draws (measured: 3 of
+    300 on the nonlinear model below, one at 5e-5 against a typical 0.069), which made a single
+    unseeded call flaky in CI; seeded numpy makes the reference deterministic, the median robust."""
+    from art.metrics import clever_u
+
+    out, state = [], np.random.get_state()
+    for xi in x:
+        scores = []
+        for r in range(reps):
+            np.random.seed(r)  # ART samples the ball and picks batches from numpy's global RNG
+            scores.append(clever_u(clf, xi.numpy(), norm=np.inf, verbose=False, **kw))
+        out.append(np.median(scores))
+    np.random.set_state(state)  # leave other tests' numpy draws as they were
+    return np.array(out)
+
+
 def test_first_order_estimate_is_the_true_minimal_distortion_of_a_linear_classifier():
     model = _linear(k=2)
     x, y = _points(model)
@@ -55,7 +73,6 @@ def test_alignment_is_a_cosine():
 def test_clever_matches_the_analytic_value_and_art():
     pytest.importorskip("art")
     from art.estimators.classification import PyTorchClassifier
-    from art.metrics import clever_u
 
     model = _linear(k=2, seed=3)
     x, y = _points(model, n=3, seed=4)
@@ -64,8 +81,7 @@ def test_clever_matches_the_analytic_value_and_art():
     torch.testing.assert_close(ours, est.margin.clamp(max=0.5).float(), rtol=1e-4, atol=1e-6)
     clf = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 4, 4), nb_classes=2,
                             clip_values=(0.0, 1.0), device_type="cpu")
-    art = [clever_u(clf, x[i].numpy(), nb_batches=10, batch_size=16, radius=0.5, norm=np.inf, verbose=False)
-           for i in range(len(x))]
+    art = _art_clever(clf, x, nb_batches=10, batch_size=16, radius=0.5)
     np.testing.assert_allclose(art, ours.numpy(), rtol=0.02)
 
 
@@ -79,7 +95,6 @@ def test_clever_agrees_with_art_on_a_nonlinear_model():
     """Both sample the ball at random (different draws): the scores agree to 10%."""
     pytest.importorskip("art")
     from art.estimators.classification import PyTorchClassifier
-    from art.metrics import clever_u
 
     torch.manual_seed(5)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).eval()
@@ -88,8 +103,7 @@ def test_clever_agrees_with_art_on_a_nonlinear_model():
     ours = bound.clever(model, x, y, est.runner_up, radius=0.3, n_batches=50, batch_size=64)
     clf = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=(3, 4, 4), nb_classes=3,
                             clip_values=(0.0, 1.0), device_type="cpu")
-    art = np.array([clever_u(clf, x[i].numpy(), nb_batches=50, batch_size=64, radius=0.3, norm=np.inf, verbose=False)
-                    for i in range(len(x))])
+    art = _art_clever(clf, x, nb_batches=50, batch_size=64, radius=0.3)
     # ART's untargeted score is the minimum over all other classes, ours targets the runner-up: here
     # the same class (measured: 0.0676/0.0727/0.0685 vs ART's 0.0690/0.0729/0.0693)
     np.testing.assert_allclose(ours.numpy(), art, rtol=0.1)
