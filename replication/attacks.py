@@ -81,6 +81,40 @@ def pgd(model, x, y, eps: float, alpha: float, steps: int, *, random_start: bool
     return best.detach()
 
 
+def robust_mask(model, x, y, eps: float, *, steps: int, alpha: float | None = None,
+                random_start: bool = True, correct: torch.Tensor | None = None) -> torch.Tensor:
+    """Per image: classified correctly on the clean input AND at every iterate of an L-inf PGD at
+    `eps` (steps=1, alpha=eps, random_start=False is FGSM). RobustBench's convention: a wrongly
+    classified clean image is never attacked, and an image counts as fooled at the first iterate that
+    fools it, so it leaves the batch there. Each image's trajectory is that of a full-batch PGD from
+    the same start (eval mode: an image's gradient does not depend on the others), which is why
+    dropping images changes no survivor's path, only the cost. At least as strong as the final
+    iterate the attack returns. The random start is torchattacks.PGD's (global RNG: seed it first).
+    `correct`: the clean predictions' correctness when the caller has it (saves a forward pass)."""
+    x = x.detach()
+    if correct is None:
+        with torch.no_grad():
+            correct = model(x).argmax(1) == y
+    alive = correct.clone()
+    alpha = eps if alpha is None else alpha
+    idx = alive.nonzero().flatten()
+    if random_start:  # drawn for the whole batch, as torchattacks does, so the same seed gives its start
+        adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)[idx]
+    else:
+        adv = x[idx].clone()
+    x0, y0 = x[idx], y[idx]
+    for _ in range(steps):
+        if not len(idx):
+            break
+        adv = adv + alpha * _input_grad(model, adv, y0).sign()
+        adv = torch.min(torch.max(adv, x0 - eps), x0 + eps).clamp(0, 1).detach()
+        with torch.no_grad():
+            ok = model(adv).argmax(1) == y0
+        alive[idx[~ok]] = False
+        idx, adv, x0, y0 = idx[ok], adv[ok], x0[ok], y0[ok]
+    return alive
+
+
 @dataclass(frozen=True)
 class Attack:
     """An evaluation attack with one call signature: attack(model, x, y, eps, n_classes=..., seed=...).

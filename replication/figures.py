@@ -254,3 +254,57 @@ def alignment_scatter(per_model: dict):
            title="Does alignment predict robustness?")
     ax.legend(fontsize=8)
     return fig
+
+
+def corruption_examples(sets, image: int = 0):
+    """One test image under every corruption (rows) and severity (columns 1-5), the clean image first."""
+    names = list(dict.fromkeys(c for c, _ in sets.images))
+    fig, axes = plt.subplots(len(names), 6, figsize=(6 * 0.95, len(names) * 0.95))
+    for i, c in enumerate(names):
+        for j in range(6):
+            ax = axes[i, j]
+            ax.axis("off")
+            x = sets.clean.x[image] if j == 0 else sets.images[(c, j)][image]
+            ax.imshow(x.permute(1, 2, 0).cpu().numpy())
+            if i == 0:
+                ax.set_title("clean" if j == 0 else f"severity {j}", fontsize=7)
+        axes[i, 0].text(-4, 16, c.replace("_", " "), ha="right", va="center", fontsize=7)
+    fig.suptitle(f"CIFAR-10-C ({sets.source}): one test image", fontsize=9)
+    return fig
+
+
+def corruption_heatmap(long, reading: str, paper_eps: float = 0.01):
+    """Accuracy (%) per corruption (rows) and severity (columns), clean / FGSM / PGD at `paper_eps`
+    under `reading`, baseline (top) and refined (bottom)."""
+    points = [("clean", None), ("FGSM", paper_eps), ("PGD", paper_eps)]
+    roles = [r for r in ("baseline", "refined") if r in set(long["role"])]
+    fig, axes = plt.subplots(len(roles), 3, figsize=(11, 5.2 * len(roles)), squeeze=False)
+    order = list(dict.fromkeys(long["corruption"][long["severity"] > 0]))
+    for i, role in enumerate(roles):
+        for j, (attack, e) in enumerate(points):
+            d = long[(long["role"] == role) & (long["attack"] == attack) & (long["severity"] > 0)]
+            if e is not None:
+                d = d[(d["reading"] == reading) & (d["paper_eps"] == e)]
+            t = d.pivot_table(index="corruption", columns="severity", values="accuracy").reindex(order)
+            sns.heatmap(t, ax=axes[i, j], vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".0f",
+                        annot_kws={"fontsize": 6}, cbar=j == 2, cbar_kws={"label": "accuracy (%)"})
+            title = "clean" if e is None else f"{attack} @ {e:g} ({reading} reading)"
+            axes[i, j].set_title(f"{role}: {title}", fontsize=9)
+            axes[i, j].set_xlabel("severity")
+            axes[i, j].set_ylabel("" if j else "corruption")
+            axes[i, j].tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def table1_scatter(beside):
+    """Paper A's Table I cells (x) against ours (y) under each eps reading; y = x dashed."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharey=True)
+    cells = beside[~beside["corruption"].isin(["mean", "std"])]
+    for ax, reading in zip(axes, ("pixel", "normalised")):
+        sns.scatterplot(data=cells, x="paper", y=f"ours, {reading}", hue="role", style="attack", ax=ax, s=30)
+        ax.plot([0, 100], [0, 100], "--", color="0.5", lw=1)
+        ax.set(xlim=(-2, 102), ylim=(-2, 102), xlabel="Paper A, Table I (%)", ylabel="ours (%)",
+               title=f"eps read as {'[0,1] pixels' if reading == 'pixel' else 'normalised inputs'}")
+    fig.tight_layout()
+    return fig

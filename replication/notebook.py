@@ -128,7 +128,7 @@ class Run:
                 problems.append(f"{r['metric']} = {v} outside [0, 1] ({r['model']}, {r['setting']})")
         groups: dict[str, list[dict[str, Any]]] = {}
         for r in recs:
-            if r["metric"] == "accuracy":
+            if r["metric"] in ("accuracy", "robust_accuracy"):  # clean and attacked records of one model on one set
                 g = json.dumps([r["dataset"], r["model"], r["model_hash"], r["setting"], r["n"]], sort_keys=True)
                 groups.setdefault(g, []).append(r)
         for g, rs in groups.items():

@@ -89,6 +89,14 @@ class BoundBudget:
 
 
 @dataclass(frozen=True)
+class CorruptionBudget:
+    n_images: int | None    # class-balanced CIFAR-10 test images each corruption x severity holds (null: all)
+    pgd_steps: int          # PGD iterations of notebook 07 (early-stopped: an image is fooled at its first fooling iterate)
+    processes: int          # worker processes generating the corruptions
+    batch_size: int
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -103,13 +111,14 @@ class Profile:
     shortcut: ShortcutBudget
     refine: RefineBudget
     bound: BoundBudget
+    corruptions: CorruptionBudget
     datasets: tuple[str, ...]
     commit_checkpoints: bool  # list the zoo's finished checkpoints in checkpoints/MANIFEST.json
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["models"] = {k: dataclasses.asdict(v) for k, v in self.models.items()}
-        for k in ("pgd", "lime", "identify", "shortcut", "refine", "bound"):
+        for k in SECTIONS:
             d[k] = dataclasses.asdict(d[k])
         d["datasets"] = list(self.datasets)
         return d
@@ -120,7 +129,7 @@ class Profile:
 
 
 SECTIONS = {"pgd": AttackBudget, "lime": LimeBudget, "identify": IdentifyBudget, "shortcut": ShortcutBudget,
-            "refine": RefineBudget, "bound": BoundBudget}
+            "refine": RefineBudget, "bound": BoundBudget, "corruptions": CorruptionBudget}
 
 
 def _build(cls, raw: Any, where: str):

@@ -222,6 +222,29 @@ def _render_05(profile: str) -> list[str]:
     return out
 
 
+def _render_07(profile: str) -> list[str]:
+    from .paper_a import corrupted
+
+    df = query(profile, "07_cifar10c_table")
+    acc = df[df["metric"].isin(["accuracy", "robust_accuracy"])] if len(df) else df
+    if not len(acc):
+        return []
+    long = corrupted.per_set(acc, corrupted.roles(acc))
+    src = sorted({s for s in acc["source"] if s != "clean"})
+    pgd = acc[acc["attack"] == "pgd"]["attack_steps"].iloc[0]
+    out = [f"\n**Notebook 07, profile `{profile}`** (Paper A Table I; {_runs_line(acc)}): {'/'.join(src)} CIFAR-10-C, "
+           f"{acc['n'].iloc[0]} class-balanced test images x 19 corruptions x 5 severities; FGSM and PGD-{pgd} "
+           "(early-stopped, on clean-correct images), accuracy (%) averaged over severities. The paper's mean row "
+           "(over its 12 listed types) beside ours under each eps reading, our mean over all 19 types, and the "
+           "same attack on the uncorrupted images:\n"]
+    out.append(_md(corrupted.summary(long), index=False))
+    clean = long[long["attack"] == "clean"].pivot_table(index="role", columns=long["severity"] > 0, values="accuracy")
+    out.append("\nClean accuracy (%): " + "; ".join(
+        f"{role} {clean.loc[role, False]:.2f} uncorrupted, {clean.loc[role, True]:.2f} mean over the 95 corrupted sets"
+        for role in clean.index) + ".")
+    return out
+
+
 def _render_bench(profile: str) -> list[str]:
     df = query(profile, "bench")
     if not len(df):
@@ -235,7 +258,7 @@ def _render_bench(profile: str) -> list[str]:
 
 def render(profile: str) -> str:
     out = (_render_01(profile) + _render_02(profile) + _render_03(profile) + _render_04(profile) + _render_05(profile)
-           + _render_bench(profile))
+           + _render_07(profile) + _render_bench(profile))
     return "\n".join(out) if out else f"(no results for profile {profile} yet)"
 
 

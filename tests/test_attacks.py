@@ -83,3 +83,40 @@ def test_pgd_takes_one_eps_per_image(trained_tiny):
     torch.manual_seed(1)
     scalar = pgd(model, x, y, 0.02, 0.005, 5)
     assert (same - scalar).abs().max() <= 1e-6  # a constant tensor eps is the scalar attack
+
+
+def test_robust_mask_fgsm_is_torchattacks_fgsm_on_clean_correct_images(trained_tiny):
+    from replication.attacks import robust_mask
+
+    model, test = trained_tiny
+    x, y = _batch(test)
+    adv = torchattacks.FGSM(model, eps=0.02)(x, y)
+    with torch.no_grad():
+        clean_ok = model(x).argmax(1) == y
+        theirs = model(adv).argmax(1) == y
+    ours = robust_mask(model, x, y, 0.02, steps=1, random_start=False)
+    assert torch.equal(ours, clean_ok & theirs)
+
+
+def test_robust_mask_pgd_is_the_union_of_every_iterate_of_torchattacks_pgd(trained_tiny):
+    """Same seed, so the same random start: fooled at torchattacks' final iterate after k steps, for
+    any k = 1..steps, is exactly what the early-stopped attack finds."""
+    from replication.attacks import robust_mask
+
+    model, test = trained_tiny
+    x, y = _batch(test)
+    eps, alpha, steps = 0.03, 0.0075, 4
+    torch.manual_seed(7)
+    ours = robust_mask(model, x, y, eps, steps=steps, alpha=alpha)
+    with torch.no_grad():
+        alive = model(x).argmax(1) == y
+    for k in range(1, steps + 1):
+        torch.manual_seed(7)
+        adv = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=k, random_start=True)(x, y)
+        with torch.no_grad():
+            alive &= model(adv).argmax(1) == y
+    assert torch.equal(ours, alive)
+    torch.manual_seed(7)
+    final = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)(x, y)
+    with torch.no_grad():
+        assert ours.sum() <= (model(final).argmax(1) == y).sum()  # at least as strong as the final iterate

@@ -17,6 +17,7 @@ EXPECTED_PARAMETERS = {
     "04_refinement_training": {"PROFILE", "SEED", "EPS_TRAIN", "ALPHA", "LAMBDA", "TOL_ACC", "TOL_JACCARD",
                                "EXTRA_SEEDS", "LAMBDA_SWEEP"},
     "05_lipschitz_bound": {"PROFILE", "SEED", "EPS_TRAIN"},
+    "07_cifar10c_table": {"PROFILE", "SEED", "EPS_TRAIN"},
 }
 
 
