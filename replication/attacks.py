@@ -119,7 +119,8 @@ def robust_mask(model, x, y, eps: float, *, steps: int, alpha: float | None = No
 class Attack:
     """An evaluation attack with one call signature: attack(model, x, y, eps, n_classes=..., seed=...).
 
-    name: fgsm | pgd | apgd-ce | apgd-dlr | square | autoattack (torchattacks). steps: iterations
+    name: fgsm | pgd | apgd-ce | apgd-dlr | square | autoattack (torchattacks; AutoAttack 'standard'
+    configured as published) | pyautoattack (the authors' AutoAttack). steps: iterations
     (queries for square). restarts: independent random starts; `evaluate` counts an image as robust
     only if it survives all of them. eot: gradient samples averaged per step (EOT, for randomised
     defences; PGD only, torchattacks.EOTPGD). step_factor: PGD step size = step_factor * eps / steps.
@@ -156,7 +157,55 @@ class Attack:
                                    n_classes=n_classes, seed=seed, eot=self.eot)(x, y)
 
 
-ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "square", "autoattack")
+ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "square", "autoattack", "pyautoattack")
+
+# AutoAttack 'standard' as published (Croce & Hein, ICML 2020; the authors' code): APGD-CE and
+# APGD-T (9 target classes) at 100 iterations, FAB-T (9 targets) at 100, Square at 5,000 queries.
+# torchattacks 3.3.0's AutoAttack('standard') builds the same parts at their default 10 iterations,
+# so "autoattack" here configures the parts itself; "pyautoattack" is the authors' implementation
+# (the PyPI package of their repository), the reference it is checked against.
+AUTOATTACK_STANDARD = {"apgd-ce": {"iterations": 100, "restarts": 1}, "apgd-t": {"iterations": 100, "target_classes": 9},
+                       "fab-t": {"iterations": 100, "target_classes": 9}, "square": {"queries": 5000}}
+
+
+def autoattack_standard(model, eps: float, n_classes: int = 10, seed: int = 0):
+    """torchattacks' parts of AutoAttack 'standard', configured as published (AUTOATTACK_STANDARD)."""
+    import torchattacks
+
+    c = AUTOATTACK_STANDARD
+    targets = min(c["apgd-t"]["target_classes"], n_classes - 1)
+    return _Contiguous(torchattacks.MultiAttack([
+        torchattacks.APGD(model, norm="Linf", eps=eps, steps=c["apgd-ce"]["iterations"], n_restarts=1, loss="ce", seed=seed),
+        # APGDT attacks the top n_classes-1 other classes: with n_classes = targets + 1 that is `targets`
+        torchattacks.APGDT(model, norm="Linf", eps=eps, steps=c["apgd-t"]["iterations"], n_restarts=1, n_classes=targets + 1, seed=seed),
+        torchattacks.FAB(model, norm="Linf", eps=eps, steps=c["fab-t"]["iterations"], n_restarts=1, multi_targeted=True,
+                         n_classes=targets + 1, seed=seed),
+        torchattacks.Square(model, norm="Linf", eps=eps, n_queries=c["square"]["queries"], n_restarts=1, seed=seed),
+    ]))
+
+
+class _Contiguous:
+    """An attack fed contiguous (NCHW) inputs: torchattacks' FAB views them in a way channels_last breaks."""
+
+    def __init__(self, attack):
+        self.attack = attack
+
+    def __call__(self, x, y):
+        return self.attack(x.contiguous(), y)
+
+
+class _PyAutoAttack:
+    """The authors' AutoAttack (package pyautoattack), version 'standard', as a callable (x, y) -> x_adv."""
+
+    def __init__(self, model, eps: float, seed: int = 0):
+        from pyautoattack import AutoAttack
+
+        self.device = next(model.parameters()).device
+        self.aa = AutoAttack(model, eps=eps, norm="Linf", version="standard", seed=seed, device=self.device)
+        self.aa.verbose = False
+
+    def __call__(self, x, y):
+        return self.aa.run_standard_evaluation(x.contiguous(), y, batch_size=len(x))[0]
 
 
 def torchattacks_attack(name: str, model, eps: float, steps: int = 20, alpha: float | None = None,
@@ -177,6 +226,7 @@ def torchattacks_attack(name: str, model, eps: float, steps: int = 20, alpha: fl
     if name == "square":
         return torchattacks.Square(model, norm="Linf", eps=eps, n_queries=steps, n_restarts=restarts, seed=seed)
     if name == "autoattack":
-        return torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard",
-                                       n_classes=n_classes, seed=seed)
+        return autoattack_standard(model, eps, n_classes, seed)
+    if name == "pyautoattack":
+        return _PyAutoAttack(model, eps, seed)
     raise ValueError(f"Unknown attack {name!r}; choose one of {ATTACKS}.")
