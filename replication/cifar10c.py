@@ -39,7 +39,7 @@ class CorruptedSets:
     clean: Split
     indices: np.ndarray                           # the subset's rows in the CIFAR-10 test set
     images: dict[tuple[str, int], torch.Tensor]
-    generation_s: float | None                    # wall time of the generation (None: loaded)
+    generation_s: float | None                    # wall time of generating them (also when cached; None: official)
     from_cache: bool
 
     def split(self, corruption: str, severity: int) -> Split:
@@ -97,7 +97,8 @@ def cache_key(n: int | None, seed: int) -> dict:
 
 def generate(images: np.ndarray, indices: np.ndarray, names, severities, seed: int, folder: Path,
              processes: int = 1, progress: bool = True) -> tuple[dict, float, bool]:
-    """{(name, severity): uint8 (N,32,32,3)} for images (N,32,32,3), cached per corruption in `folder`."""
+    """({(name, severity): uint8 (N,32,32,3)}, seconds the cached generation took, whether all of it
+    was cached) for images (N,32,32,3), cached per corruption in `folder`."""
     from . import corruptions
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -120,6 +121,8 @@ def generate(images: np.ndarray, indices: np.ndarray, names, severities, seed: i
         meta = {"generated_s": round(time.perf_counter() - t0, 1), "processes": processes, "corruptions": todo,
                 "n": len(indices), "seed": seed, "indices_sha256": stable_hash(indices.tolist())}
         atomic_write_text(folder / f"meta-{int(time.time())}.json", json.dumps(meta, indent=1))
+    # the generation time of what is cached, summed over the sessions that generated it (meta files)
+    total = sum(json.loads(m.read_text())["generated_s"] for m in folder.glob("meta-*.json"))
     out = {}
     for n in names:
         arr = np.load(folder / f"{n}.npy")
@@ -129,7 +132,7 @@ def generate(images: np.ndarray, indices: np.ndarray, names, severities, seed: i
         for j, s in enumerate(corruptions.SEVERITIES):
             if s in severities:
                 out[(n, s)] = arr[j]
-    return out, (time.perf_counter() - t0) if todo else None, not todo
+    return out, total, not todo
 
 
 def load(n: int | None, seed: int, *, store: str, processes: int = 1, names=None, severities=None,

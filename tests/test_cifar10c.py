@@ -1,5 +1,7 @@
 """CIFAR-10-C as a data set: the official files' layout, and generation that is deterministic,
 independent of the number of processes, cached per corruption and resumable."""
+import json
+
 import numpy as np
 import pytest
 
@@ -43,7 +45,8 @@ def test_generation_is_deterministic_cached_and_independent_of_processes(tmp_pat
     # cached: a second call reads the files (nothing regenerated)
     mtime = (tmp_path / "a" / "shot_noise.npy").stat().st_mtime_ns
     again, secs, cached = cifar10c.generate(x, idx, ["shot_noise"], [3], 0, tmp_path / "a", progress=False)
-    assert cached and secs is None and (tmp_path / "a" / "shot_noise.npy").stat().st_mtime_ns == mtime
+    assert cached and (tmp_path / "a" / "shot_noise.npy").stat().st_mtime_ns == mtime
+    assert secs == pytest.approx(json.loads(next((tmp_path / "a").glob("meta-*.json")).read_text())["generated_s"])
     assert np.array_equal(again[("shot_noise", 3)], one[("shot_noise", 3)])
 
 
