@@ -117,6 +117,9 @@ def test_check_fails_on_impossible_numbers():
     for values, why in (((0.5, 0.9, 0.3), "above clean"), ((0.9, 0.3, 0.5), "rises"), ((1.2, 0.5, 0.3), "outside")):
         with pytest.raises(notebook.CheckFailed, match=why):
             run_with(*values).check()
+    run_with(0.9, 0.3, 0.5).check(monotone=("pgd",))  # FGSM exempt from monotonicity, as notebook 07 asks
+    with pytest.raises(notebook.CheckFailed, match="above clean"):
+        run_with(0.5, 0.9, 0.3).check(monotone=("pgd",))  # but never from clean >= attacked
     with pytest.raises(notebook.CheckFailed, match="expected 4"):
         run_with(0.9, 0.5, 0.3).check(metrics={"accuracy": 4})
     with pytest.raises(notebook.CheckFailed, match="invariant failed: the sky is green"):

@@ -215,3 +215,18 @@ def summary(long: pd.DataFrame) -> pd.DataFrame:
     lead = ["attack", "paper eps", "role", "paper (mean of its 12 types)"]
     rest = [f"ours, {r}{tail}" for r in READINGS for tail in (" (same 12)", " (all 19)", ", uncorrupted")]
     return b[lead + rest].reset_index(drop=True)
+
+
+def fgsm_rises(long: pd.DataFrame, slack: float = 0.4) -> pd.DataFrame:
+    """Sets where FGSM accuracy rises with eps by more than `slack` pp (2 images of 500) between
+    consecutive eps of one reading, per role: FGSM's single step overshoots on some data."""
+    d = long[(long["attack"] == "FGSM")].sort_values("paper_eps")
+    rows = []
+    for (role, reading, c, s), g in d.groupby(["role", "reading", "corruption", "severity"]):
+        v = g["accuracy"].tolist()
+        rise = max((b - a for a, b in zip(v, v[1:])), default=0.0)
+        rows.append({"role": role, "reading": reading, "set": c, "rises": rise > slack, "largest rise (pp)": rise})
+    t = pd.DataFrame(rows)
+    return (t.groupby(["role", "reading"]).agg(sets=("rises", "size"), sets_where_fgsm_rises=("rises", "sum"),
+                                               largest_rise_pp=("largest rise (pp)", "max"))
+            .round(2))
