@@ -58,3 +58,26 @@ def test_full_refinement_step(two_images, isolated_store):
     assert len(out.history) == 1 and torch.isfinite(torch.tensor(out.history[0]["train_loss"]))
     before, after = base.model.state_dict(), out.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+
+
+def test_full_cifar10c_generation_and_evaluation(two_images, isolated_store):
+    """Notebook 07 at `full` settings: generation with the profile's worker processes, and every
+    attack of the evaluation (PGD at the profile's steps) on the full-width ResNet-18, on 2 images."""
+    import numpy as np
+
+    from replication import cifar10c, notebook
+    from replication.paper_a import corrupted
+
+    b = FULL.corruptions
+    base = train_model(config_for("resnet18", "cifar10", FULL.models["resnet18"], batch_size=2, epochs=1, n_train=2),
+                       "dry-base", "full", two_images, progress=False)
+    hwc = two_images.x.permute(0, 2, 3, 1).contiguous().numpy()
+    raw, secs, _ = cifar10c.generate(hwc, np.arange(2), ["fog"], [3], 0, isolated_store / "c10c",
+                                     processes=b.processes, progress=False)
+    sets = cifar10c.CorruptedSets("generated", two_images, np.arange(2),
+                                  {("fog", 3): torch.from_numpy(raw[("fog", 3)]).permute(0, 3, 1, 2).contiguous()}, secs, False)
+    run = notebook.Run("07_cifar10c_table", FULL, 0, {}, torch.device("cpu"))
+    recs = corrupted.evaluate_sets(run, base.model, model_name="resnet18_cifar10", model_hash=base.config_hash,
+                                   setting={}, sets=sets, pgd_steps=b.pgd_steps, batch_size=b.batch_size, progress=False)
+    assert len(recs) == 2 * 13 and all(0 <= r["value"] <= 1 for r in recs)
+    assert {r["attack"]["steps"] for r in recs if r["attack"] and r["attack"]["name"] == "pgd"} == {b.pgd_steps}
