@@ -23,6 +23,23 @@ def eval_mode(model: torch.nn.Module):
         model.train(was_training)
 
 
+@contextmanager
+def frozen(model: torch.nn.Module):
+    """The model's parameters without requires_grad for the duration: an attack needs input
+    gradients only. Besides saving the weight-gradient work, this keeps attacks that call
+    .backward() (torchattacks' FAB) out of oneDNN's weight-gradient kernels, which corrupt the heap
+    for the width-4/8 smoke ResNets at odd batch sizes (measured on an AMD EPYC with AVX-512,
+    2 threads: batch 3, 5, 7, 31 abort, oneDNN off or frozen weights do not; width 16 is fine)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 def _input_grad(model, x, y, loss_fn=None):
     x = x.detach().clone().requires_grad_(True)
     logits = model(x)
@@ -153,8 +170,9 @@ class Attack:
 
     def __call__(self, model, x, y, eps: float, *, n_classes: int = 10, seed: int = 0) -> torch.Tensor:
         """One restart's adversarial images (callers seed the global RNG per restart)."""
-        return torchattacks_attack(self.name, model, eps, steps=self.steps, alpha=self.step_size(eps),
-                                   n_classes=n_classes, seed=seed, eot=self.eot)(x, y)
+        with frozen(model):
+            return torchattacks_attack(self.name, model, eps, steps=self.steps, alpha=self.step_size(eps),
+                                       n_classes=n_classes, seed=seed, eot=self.eot)(x, y)
 
 
 ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "square", "autoattack", "pyautoattack")
@@ -174,6 +192,8 @@ def autoattack_standard(model, eps: float, n_classes: int = 10, seed: int = 0):
 
     c = AUTOATTACK_STANDARD
     targets = min(c["apgd-t"]["target_classes"], n_classes - 1)
+    net = model
+    model = ChannelsLast(model)
     return _Contiguous(torchattacks.MultiAttack([
         torchattacks.APGD(model, norm="Linf", eps=eps, steps=c["apgd-ce"]["iterations"], n_restarts=1, loss="ce", seed=seed),
         # APGDT attacks the top n_classes-1 other classes: with n_classes = targets + 1 that is `targets`
@@ -181,17 +201,30 @@ def autoattack_standard(model, eps: float, n_classes: int = 10, seed: int = 0):
         torchattacks.FAB(model, norm="Linf", eps=eps, steps=c["fab-t"]["iterations"], n_restarts=1, multi_targeted=True,
                          n_classes=targets + 1, seed=seed),
         torchattacks.Square(model, norm="Linf", eps=eps, n_queries=c["square"]["queries"], n_restarts=1, seed=seed),
-    ]))
+    ]), net)
+
+
+class ChannelsLast(torch.nn.Module):
+    """`model` fed channels_last inputs whatever the caller's layout (the layout it was trained in)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x.contiguous(memory_format=torch.channels_last))
 
 
 class _Contiguous:
-    """An attack fed contiguous (NCHW) inputs: torchattacks' FAB views them in a way channels_last breaks."""
+    """An attack fed contiguous (NCHW) inputs, with the model's weights frozen (see `frozen`):
+    torchattacks' FAB views its tensors in a way channels_last breaks."""
 
-    def __init__(self, attack):
-        self.attack = attack
+    def __init__(self, attack, model):
+        self.attack, self.model = attack, model
 
     def __call__(self, x, y):
-        return self.attack(x.contiguous(), y)
+        with frozen(self.model):
+            return self.attack(x.contiguous(), y)
 
 
 class _PyAutoAttack:
@@ -200,12 +233,13 @@ class _PyAutoAttack:
     def __init__(self, model, eps: float, seed: int = 0):
         from pyautoattack import AutoAttack
 
-        self.device = next(model.parameters()).device
-        self.aa = AutoAttack(model, eps=eps, norm="Linf", version="standard", seed=seed, device=self.device)
+        self.model, self.device = model, next(model.parameters()).device
+        self.aa = AutoAttack(ChannelsLast(model), eps=eps, norm="Linf", version="standard", seed=seed, device=self.device)
         self.aa.verbose = False
 
     def __call__(self, x, y):
-        return self.aa.run_standard_evaluation(x.contiguous(), y, batch_size=len(x))[0]
+        with frozen(self.model):
+            return self.aa.run_standard_evaluation(x.contiguous(), y, batch_size=len(x))[0]
 
 
 def torchattacks_attack(name: str, model, eps: float, steps: int = 20, alpha: float | None = None,

@@ -135,15 +135,16 @@ def minimal_linf(model, x: torch.Tensor, y: torch.Tensor, *, fab_steps: int = 10
     with PGD (random start, step 2.5 eps / steps). Returns {"fab": ..., "measured": ...}."""
     import torchattacks
 
-    from ..attacks import pgd
+    from ..attacks import frozen, pgd
 
     model.eval()
     fab_eps, best = [], []
     for s in range(0, len(x), batch):
         xb, yb = x[s:s + batch], y[s:s + batch]
         k = model(xb[:1]).shape[1]
-        adv = torchattacks.FAB(model, norm="Linf", eps=1.0, steps=fab_steps, n_restarts=1, n_classes=k,
-                               seed=seed + s)(xb, yb)
+        with frozen(model):  # FAB calls .backward(): no weight gradients (see attacks.frozen)
+            adv = torchattacks.FAB(model, norm="Linf", eps=1.0, steps=fab_steps, n_restarts=1, n_classes=k,
+                                   seed=seed + s)(xb, yb)
         ok = _fooled(model, adv, yb)
         e_fab = torch.where(ok, (adv - xb).abs().flatten(1).amax(1), torch.full((len(xb),), float("inf"), device=xb.device))
         lo, hi = torch.zeros_like(e_fab), e_fab.clone()
