@@ -210,6 +210,9 @@ class ChannelsLast(torch.nn.Module):
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
+        # a new Module starts in training mode: without this, torchattacks, which restores the mode it
+        # found, would leave the wrapped model in training mode (batch-norm statistics updating)
+        self.train(model.training)
 
     def forward(self, x):
         return self.model(x.contiguous(memory_format=torch.channels_last))

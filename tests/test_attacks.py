@@ -140,6 +140,10 @@ def test_autoattack_as_published_agrees_with_the_authors_implementation(trained_
         with torch.no_grad():
             return int((model(adv).argmax(1) == y).sum())
 
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     ours, authors, apgd = robust("autoattack"), robust("pyautoattack"), robust("apgd-ce", steps=100)
+    # the attacks leave the model as they found it: eval mode, same weights and statistics, trainable
+    assert not model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.requires_grad for p in model.parameters())
     assert abs(ours - authors) <= 2 and ours <= apgd and authors <= apgd
     assert AUTOATTACK_STANDARD["apgd-t"] == {"iterations": 100, "target_classes": 9}
