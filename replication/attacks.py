@@ -170,9 +170,8 @@ class Attack:
 
     def __call__(self, model, x, y, eps: float, *, n_classes: int = 10, seed: int = 0) -> torch.Tensor:
         """One restart's adversarial images (callers seed the global RNG per restart)."""
-        with frozen(model):
-            return torchattacks_attack(self.name, model, eps, steps=self.steps, alpha=self.step_size(eps),
-                                       n_classes=n_classes, seed=seed, eot=self.eot)(x, y)
+        return torchattacks_attack(self.name, model, eps, steps=self.steps, alpha=self.step_size(eps),
+                                   n_classes=n_classes, seed=seed, eot=self.eot)(x, y)
 
 
 ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "square", "autoattack", "pyautoattack")
@@ -192,16 +191,15 @@ def autoattack_standard(model, eps: float, n_classes: int = 10, seed: int = 0):
 
     c = AUTOATTACK_STANDARD
     targets = min(c["apgd-t"]["target_classes"], n_classes - 1)
-    net = model
     model = ChannelsLast(model)
-    return _Contiguous(torchattacks.MultiAttack([
+    return torchattacks.MultiAttack([
         torchattacks.APGD(model, norm="Linf", eps=eps, steps=c["apgd-ce"]["iterations"], n_restarts=1, loss="ce", seed=seed),
         # APGDT attacks the top n_classes-1 other classes: with n_classes = targets + 1 that is `targets`
         torchattacks.APGDT(model, norm="Linf", eps=eps, steps=c["apgd-t"]["iterations"], n_restarts=1, n_classes=targets + 1, seed=seed),
         torchattacks.FAB(model, norm="Linf", eps=eps, steps=c["fab-t"]["iterations"], n_restarts=1, multi_targeted=True,
                          n_classes=targets + 1, seed=seed),
         torchattacks.Square(model, norm="Linf", eps=eps, n_queries=c["square"]["queries"], n_restarts=1, seed=seed),
-    ]), net)
+    ])
 
 
 class ChannelsLast(torch.nn.Module):
@@ -218,16 +216,16 @@ class ChannelsLast(torch.nn.Module):
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
 
-class _Contiguous:
-    """An attack fed contiguous (NCHW) inputs, with the model's weights frozen (see `frozen`):
-    torchattacks' FAB views its tensors in a way channels_last breaks."""
+class _Frozen:
+    """An attack run with the model's weights frozen (see `frozen`); `contiguous`: fed NCHW inputs
+    (torchattacks' FAB views its tensors in a way channels_last breaks)."""
 
-    def __init__(self, attack, model):
-        self.attack, self.model = attack, model
+    def __init__(self, attack, model, contiguous: bool = False):
+        self.attack, self.model, self.contiguous = attack, model, contiguous
 
     def __call__(self, x, y):
         with frozen(self.model):
-            return self.attack(x.contiguous(), y)
+            return self.attack(x.contiguous() if self.contiguous else x, y)
 
 
 class _PyAutoAttack:
@@ -236,18 +234,22 @@ class _PyAutoAttack:
     def __init__(self, model, eps: float, seed: int = 0):
         from pyautoattack import AutoAttack
 
-        self.model, self.device = model, next(model.parameters()).device
-        self.aa = AutoAttack(ChannelsLast(model), eps=eps, norm="Linf", version="standard", seed=seed, device=self.device)
+        self.aa = AutoAttack(ChannelsLast(model), eps=eps, norm="Linf", version="standard", seed=seed, device=next(model.parameters()).device)
         self.aa.verbose = False
 
     def __call__(self, x, y):
-        with frozen(self.model):
-            return self.aa.run_standard_evaluation(x.contiguous(), y, batch_size=len(x))[0]
+        return self.aa.run_standard_evaluation(x, y, batch_size=len(x))[0]
 
 
 def torchattacks_attack(name: str, model, eps: float, steps: int = 20, alpha: float | None = None,
-                        restarts: int = 1, n_classes: int = 10, seed: int = 0, eot: int = 1):
-    """A torchattacks attack by name: fgsm, pgd, apgd-ce, apgd-dlr, square, autoattack."""
+                        restarts: int = 1, n_classes: int = 10, seed: int = 0, eot: int = 1) -> _Frozen:
+    """An evaluation attack by name (see ATTACKS), a callable (x, y) -> x_adv that runs with the
+    model's weights frozen; the AutoAttacks are fed NCHW inputs (their FAB needs them)."""
+    attack = _build(name, model, eps, steps, alpha, restarts, n_classes, seed, eot)
+    return _Frozen(attack, model, contiguous=name in ("autoattack", "pyautoattack"))
+
+
+def _build(name, model, eps, steps, alpha, restarts, n_classes, seed, eot):
     import torchattacks
 
     if name == "fgsm":

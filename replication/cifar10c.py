@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .cache import atomic_write, atomic_write_text, stable_hash
-from .data import Split, ensure_dataset, load_split
+from .data import Split, balanced_subset, ensure_dataset, load_split
 from .paths import cache_dir, data_root
 from .progress import bar
 
@@ -44,6 +44,11 @@ class CorruptedSets:
 
     def split(self, corruption: str, severity: int) -> Split:
         return Split(DATASET, False, self.images[(corruption, severity)], self.clean.y, self.clean.num_classes)
+
+
+def _hwc(split: Split) -> np.ndarray:
+    """A split's images as uint8 (N,32,32,3), the layout the corruptions work in."""
+    return split.x.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def official_dir(root: Path | None = None) -> Path:
@@ -146,19 +151,15 @@ def load(n: int | None, seed: int, *, store: str, processes: int = 1, names=None
     if unknown:
         raise ValueError(f"unknown corruptions {sorted(unknown)}; choose from {corruptions.CORRUPTIONS}")
     full = load_split("cifar10", train=False)
-    clean = load_split("cifar10", train=False, n=n, seed=seed)
-    from .data import balanced_subset
-
-    indices = balanced_subset(full.y, n, seed).numpy()
-    assert torch.equal(full.y[indices], clean.y)
+    idx = balanced_subset(full.y, n, seed)  # the subset load_split(n=n, seed=seed) gives
+    clean, indices = full.select(idx), idx.numpy()
     root = ensure_dataset("cifar10")
-    hwc = full.x[indices].permute(0, 2, 3, 1).contiguous().numpy()
     if all((official_dir(root) / f"{m}.npy").exists() for m in names) and (official_dir(root) / "labels.npy").exists():
         raw = official(official_dir(root), names, severities, indices, clean.y.numpy(), n_test=len(full))
         source, secs, cached = "official", None, True
     else:
         folder = cache_dir() / "cifar10c" / store / stable_hash(cache_key(n, seed))
-        raw, secs, cached = generate(hwc, indices, names, severities, seed, folder, processes, progress)
+        raw, secs, cached = generate(_hwc(clean), indices, names, severities, seed, folder, processes, progress)
         source = "generated"
     images = {k: torch.from_numpy(v).permute(0, 3, 1, 2).contiguous() for k, v in raw.items()}
     return CorruptedSets(source, clean, indices, images, secs, cached)
@@ -166,6 +167,5 @@ def load(n: int | None, seed: int, *, store: str, processes: int = 1, names=None
 
 def regenerate(sets: CorruptedSets, corruption: str, severity: int, n: int = 2, seed: int = 0) -> torch.Tensor:
     """The first n images of one set generated again, uncached (a determinism check): uint8 (n,3,32,32)."""
-    hwc = sets.clean.x[:n].permute(0, 2, 3, 1).contiguous().numpy()
-    arr = _generate_one((hwc, sets.indices[:n], corruption, severity, seed))
+    arr = _generate_one((_hwc(sets.clean)[:n], sets.indices[:n], corruption, severity, seed))
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()

@@ -87,20 +87,19 @@ def evaluate_sets(run, model, *, model_name: str, model_hash: str, setting: dict
     have = _have(ctx, n, seed)
     names = list(dict.fromkeys(c for c, _ in sets.images))
     groups = [[CLEAN_SET]] + [[(c, s) for (c2, s) in sets.images if c2 == c] for c in names]
+    jobs = [(None, None)] + [(spec, p["eps"]) for p in eps_points() for spec in attack_specs(pgd_steps, p["eps"]).values()]
     out: list[dict[str, Any]] = []
     with eval_mode(model):
         for group in bar(groups, desc=f"{model_name} sets", enabled=progress):
+            first = len(out)
             for c, s in group:
-                split = sets.clean if (c, s) == CLEAN_SET else sets.split(c, s)
-                dataset = "cifar10" if (c, s) == CLEAN_SET else split.name
-                jobs = [(None, None)] + [(spec, p["eps"]) for p in eps_points()
-                                         for spec in attack_specs(pgd_steps, p["eps"]).values()]
+                is_clean = (c, s) == CLEAN_SET
+                split = sets.clean if is_clean else sets.split(c, s)
+                dataset = "cifar10" if is_clean else split.name
                 correct = None
                 for spec, eps in jobs:
-                    old = have.get(_key(dataset, c, s, spec, eps))
-                    if old is not None:
-                        rec = old
-                    else:
+                    rec = have.get(_key(dataset, c, s, spec, eps))
+                    if rec is None:
                         t0 = time.perf_counter()
                         if correct is None:  # one clean pass per set, shared by every attack on it
                             correct = _correct(model, split, batch_size)
@@ -110,9 +109,10 @@ def evaluate_sets(run, model, *, model_name: str, model_hash: str, setting: dict
                                           attack=spec, eps=eps, eps_reading=eps_reading(eps, "cifar10"), value=value,
                                           n=n, seed=seed, wall_time_s=time.perf_counter() - t0)
                         rec["setting"] = {**rec["setting"], "corruption": c, "severity": s,
-                                          "source": "clean" if (c, s) == CLEAN_SET else sets.source}
+                                          "source": "clean" if is_clean else sets.source}
                     out.append(rec)
-            save_records(run.experiment, run.profile.name, out, run.provenance())  # resumable from here
+            # merge this corruption's records into the file (earlier ones are there): resumable from here
+            save_records(run.experiment, run.profile.name, out[first:], run.provenance())
     return out
 
 
@@ -132,7 +132,7 @@ def per_set(df: pd.DataFrame, role: dict[str, str]) -> pd.DataFrame:
     for _, r in df.iterrows():
         p = scale.get(r["eps"]) if r["eps"] is not None else None
         rows.append({"role": role[r["model_hash"]], "corruption": r["corruption"], "severity": int(r["severity"]),
-                     "attack": (r["attack"] or "clean").upper() if r["attack"] else "clean",
+                     "attack": r["attack"].upper() if r["attack"] else "clean",
                      "paper_eps": p["paper_eps"] if p else None, "reading": p["reading"] if p else None,
                      "accuracy": r["value"]})
     return pd.DataFrame(rows)
