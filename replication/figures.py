@@ -308,3 +308,61 @@ def table1_scatter(beside):
                title=f"eps read as {'[0,1] pixels' if reading == 'pixel' else 'normalised inputs'}")
     fig.tight_layout()
     return fig
+
+
+def curves_vs_paper(df, curve_labels: dict[str, str], paper: dict[str, list[dict]], pgd_point: str):
+    """Fig. 3 / Fig. 4 redrawn from stored records: accuracy vs eps (pixels; top axis: the same eps
+    on normalised inputs) for FGSM (dashed) and PGD (solid) per model, the strongest attack on the
+    'strong' subset as filled squares, and the paper's quoted points (baseline and refined) where its
+    eps is read as pixels (crosses) and as normalised inputs (circles). curve_labels: {label: legend
+    name} of the models drawn; df: curves.frame rows."""
+    from .papers import normalised_eps_scale
+
+    datasets = [d for d in ("cifar10", "cifar100") if d in set(df["dataset"])]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.2 * len(datasets), 4.4), squeeze=False)
+    colors = dict(zip(curve_labels, sns.color_palette("colorblind", len(curve_labels))))
+    for ax, ds in zip(axes[0], datasets):
+        d = df[df["dataset"] == ds]
+        for label, name in curve_labels.items():
+            g = d[(d["label"] == label) & (d["subset"] == "all")]
+            if not len(g):
+                continue
+            clean = g[g["point"] == "clean"]["accuracy"]
+            for point, style in (("fgsm", "--"), (pgd_point, "-")):
+                ga = g[g["point"] == point].sort_values("eps")
+                ax.plot([0] + ga["eps"].astype(float).tolist(), list(clean) + ga["accuracy"].tolist(), style, marker="o", ms=3,
+                        color=colors[label], label=f"{name}, {point.upper()}")
+            s = d[(d["label"] == label) & (d["subset"] == "strong") & (d["point"] != "clean") & (d["eps"] < 0.1)]
+            if len(s):
+                best = s.groupby("eps")["accuracy"].min()
+                ax.scatter(best.index.astype(float), best.values, marker="s", s=30, color=colors[label], zorder=4,
+                           label=f"{name}, strongest attack (subset)")
+        scale = normalised_eps_scale(ds)
+        for p in paper.get(ds, []):
+            for role, c in (("baseline", "0.3"), ("refined", "k")):
+                ax.scatter([p["eps"]], [p[role]], marker="x", s=55, color=c, zorder=5, label=f"paper {role}, eps read as pixels")
+                ax.scatter([p["eps"] * scale], [p[role]], marker="o", s=45, facecolors="none", edgecolors=c, zorder=5,
+                           label=f"paper {role}, eps read as normalised")
+                ax.annotate(p["attack"], (p["eps"], p[role]), textcoords="offset points", xytext=(4, 3), fontsize=6)
+        ax.set(title=ds.upper(), xlabel="eps (L-inf, [0,1] pixels)", ylabel="accuracy (%)", ylim=(0, 100), xlim=(0, 0.034))
+        top = ax.secondary_xaxis("top", functions=(lambda e, s=scale: e / s, lambda e, s=scale: e * s))
+        top.set_xlabel(f"the same eps on normalised inputs (/ {scale:.4f})", fontsize=8)
+    uniq: dict = {}
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            uniq.setdefault(lab, h)
+    fig.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper center", ncol=3, bbox_to_anchor=(0.5, -0.01))
+    return fig
+
+
+def seed_intervals(paired_rows):
+    """LIME mask minus random mask per paper point and eps_train reading: mean over seeds with its
+    95% interval (bars), beside zero."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    pr = paired_rows.reset_index(drop=True)
+    labels = [f"{r['point']}\n(eps_train {r['eps_train reading']})" for _, r in pr.iterrows()]
+    ax.errorbar(range(len(pr)), pr["LIME - random (pp)"], yerr=pr["ci95 (pp)"].fillna(0), fmt="o", capsize=4)
+    ax.axhline(0, color="0.4", lw=1)
+    ax.set_xticks(range(len(pr)), labels, fontsize=6, rotation=30, ha="right")
+    ax.set(ylabel="LIME mask - random mask (pp)", title=f"Paired over {int(pr['seeds'].max())} training seeds, same test images (95% t interval)")
+    return fig

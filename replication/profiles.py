@@ -97,6 +97,20 @@ class CorruptionBudget:
 
 
 @dataclass(frozen=True)
+class CurveBudget:
+    n_images: int | None        # class-balanced test images of notebook 06's curves, seeds and paired tests (null: all)
+    strong_images: int | None   # the subset of those the stronger attacks run on (PGD with restarts, APGD, Square, eps 0.25)
+    autoattack_images: int | None  # the subset of that AutoAttack (and the authors' package, to check it) runs on
+    pgd_steps: int              # PGD of the curves (early-stopped)
+    strong_steps: int           # PGD of the strong subset ...
+    strong_restarts: int        # ... with this many random restarts
+    apgd_steps: int             # APGD-CE / APGD-DLR iterations
+    square_queries: int         # black-box Square queries
+    seeds: int                  # training seeds of the headline rows (full method, random-mask control)
+    batch_size: int
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -112,6 +126,7 @@ class Profile:
     refine: RefineBudget
     bound: BoundBudget
     corruptions: CorruptionBudget
+    curves: CurveBudget
     datasets: tuple[str, ...]
     commit_checkpoints: bool  # list the zoo's finished checkpoints in checkpoints/MANIFEST.json
 
@@ -129,7 +144,8 @@ class Profile:
 
 
 SECTIONS = {"pgd": AttackBudget, "lime": LimeBudget, "identify": IdentifyBudget, "shortcut": ShortcutBudget,
-            "refine": RefineBudget, "bound": BoundBudget, "corruptions": CorruptionBudget}
+            "refine": RefineBudget, "bound": BoundBudget, "corruptions": CorruptionBudget,
+            "curves": CurveBudget}
 
 
 def _build(cls, raw: Any, where: str):

@@ -222,6 +222,53 @@ def _render_05(profile: str) -> list[str]:
     return out
 
 
+def _render_06(profile: str) -> list[str]:
+    from .paper_a import curves
+    from .results import load_results, results_path
+
+    if not results_path("06_robustness_curves", profile).exists():
+        return []
+    records = load_results("06_robustness_curves", profile)["records"]
+    df = curves.frame(records, curves.labels_of(records))
+    if not len(df):
+        return []
+    n = {s: int(df[df["subset"] == s]["n"].max()) for s in curves.SUBSET_ORDER if (df["subset"] == s).any()}
+    out = [f"\n**Notebook 06, profile `{profile}`** (Paper A Fig. 3/4; {_runs_line(query(profile, '06_robustness_curves'))}): "
+           f"robust accuracy (%) on {n['all']} class-balanced test images (stronger attacks on {n.get('strong')}, "
+           f"AutoAttack on {n.get('autoattack')}). The paper's quoted points under each eps reading, beside our "
+           "baseline and the full method refined with FGSM at the paper's 0.03 under the same reading (mean over "
+           "seeds) and under the other reading (first seed):\n"]
+    fair = curves.fair_test(df)
+    out.append(_md(fair[["dataset", "point", "reading", "eps (px)", "paper baseline", "paper refined", "ours baseline",
+                         "ours refined, trained same reading", "ours refined, trained other reading"]], index=False))
+    pairs = curves.paired(df)
+    if len(pairs):
+        out.append("\nLIME mask minus random mask (full method vs its random-mask control), same training seeds and "
+                   "test images: mean difference (pp) ± 95% t interval over seeds, exact McNemar p on the per-image "
+                   "outcomes pooled over seeds:\n")
+        out.append(_md(pairs[["eps_train reading", "point", "seeds", "LIME - random (pp)", "ci95 (pp)", "paired t p",
+                              "McNemar p"]].round(4), index=False))
+    strong = curves.strongest(df).reset_index()
+    strong = strong[strong["label"].str.contains("baseline") | strong["label"].str.endswith("seed 0")]
+    attacks = [c for c in strong.columns if c not in ("label", "eps", "strongest")]
+    strong = strong[(strong["eps"] < 0.1) & (strong[attacks].notna().sum(axis=1) > 2)]  # the eps the stronger attacks ran at
+    cols = ["label", "eps", *attacks, "strongest"]
+    out.append("\nEach attack on the 'strong' subset (same images), the headline models:\n")
+    out.append(_md(strong[cols], index=False))
+    aa = curves.autoattack_agreement(df)
+    if len(aa):
+        out.append("\nAutoAttack 'standard' as published, our configuration of torchattacks' parts vs the authors' "
+                   "package, same images: " + "; ".join(
+                       f"{r['model']} @ {r['eps']:.4g}: {r['torchattacks parts (%)']:.2f}% vs {r['pyautoattack (%)']:.2f}%, "
+                       f"agree on {r['agree (%)']:.1f}% of {r['n']} images" for _, r in aa.iterrows()) + ".")
+    checks = [r for r in records if r["metric"] == "masking_check"]
+    fails = [f"{r['setting']['model_label']}: {r['setting']['check']}" for r in checks if r["value"] == 0.0]
+    out.append(f"\nGradient-masking checklist: {len(checks)} checks over {len({r['model_hash'] for r in checks})} models, "
+               f"{sum(r['value'] == 1.0 for r in checks)} pass, {len(fails)} fail, "
+               f"{sum(r['value'] is None for r in checks)} not evaluated" + (". Failures: " + "; ".join(fails) if fails else "") + ".")
+    return out
+
+
 def _render_07(profile: str) -> list[str]:
     from .paper_a import corrupted
 
@@ -258,7 +305,7 @@ def _render_bench(profile: str) -> list[str]:
 
 def render(profile: str) -> str:
     out = (_render_01(profile) + _render_02(profile) + _render_03(profile) + _render_04(profile) + _render_05(profile)
-           + _render_07(profile) + _render_bench(profile))
+           + _render_06(profile) + _render_07(profile) + _render_bench(profile))
     return "\n".join(out) if out else f"(no results for profile {profile} yet)"
 
 

@@ -81,3 +81,35 @@ def test_full_cifar10c_generation_and_evaluation(two_images, isolated_store):
                                    setting={}, sets=sets, pgd_steps=b.pgd_steps, batch_size=b.batch_size, progress=False)
     assert len(recs) == 2 * 13 and all(0 <= r["value"] <= 1 for r in recs)
     assert {r["attack"]["steps"] for r in recs if r["attack"] and r["attack"]["name"] == "pgd"} == {b.pgd_steps}
+
+
+def test_full_robustness_curves_plan_and_measure(two_images, isolated_store):
+    """Notebook 06 at `full` settings: the plan of every job for a baseline and a refined model, the
+    nested subsets on a split smaller than them, and each kind of job (FGSM, PGD with restarts, APGD,
+    Square, AutoAttack) measured on the full-width ResNet-18, on 2 images. Iterations shrink to 1-2
+    (Square: 2 queries) so this takes seconds; AutoAttack keeps its published configuration, which
+    `tests/test_attacks.py` checks, and is run here on the 2 images."""
+    from replication import notebook
+    from replication.paper_a import curves
+
+    b = FULL.curves
+    base = train_model(config_for("resnet18", "cifar10", FULL.models["resnet18"], batch_size=2, epochs=1, n_train=2),
+                       "dry-base", "full", two_images, progress=False)
+    refined_setting = {"refinement": rf.FULL, "eps_train": 0.03, "eps_train_reading": "pixel", "alpha": 1.0,
+                       "lambda": 1.0, "train_seed": 0}
+    models = {"b": curves.Refined(base, {}), "r": curves.Refined(base, refined_setting)}
+    plan = curves.plan(models, b, 0, paper_eps=[0.01, 0.02, 0.03], extra_eps=[8 / 255], strong_paper_eps=[0.01],
+                       strong_extra_eps=[8 / 255], square_eps=[8 / 255], autoattack_eps=[8 / 255], large_eps=0.25)
+    names = {j.attack.name for j in plan["r"]}
+    assert names == {"fgsm", "pgd", "apgd-ce", "apgd-dlr", "square", "autoattack", "pyautoattack"}
+    assert {j.attack.steps for j in plan["r"] if j.attack.name == "pgd" and j.subset == "strong"} >= {b.strong_steps}
+    index = curves.subsets(two_images, b, 0)
+    assert all(len(i) == 2 for i in index.values())  # every subset is the whole (small) split
+    small = {"fgsm": 1, "pgd": 2, "apgd-ce": 1, "apgd-dlr": 1, "square": 2}
+    jobs = [dataclasses.replace(j, attack=dataclasses.replace(j.attack, steps=small[j.attack.name]))
+            for j in plan["r"] if j.attack.name in small][:12]
+    jobs += [j for j in plan["r"] if j.attack.name == "autoattack"]
+    run = notebook.Run("06_robustness_curves", FULL, 0, {}, torch.device("cpu"))
+    recs = curves.measure(run, models["r"], two_images, index, jobs, batch_size=b.batch_size, progress=False)
+    assert all(0 <= r["value"] <= 1 for r in recs)
+    assert {r["attack"]["name"] for r in recs if r["attack"]} >= {"fgsm", "pgd", "autoattack"}

@@ -17,6 +17,8 @@ EXPECTED_PARAMETERS = {
     "04_refinement_training": {"PROFILE", "SEED", "EPS_TRAIN", "ALPHA", "LAMBDA", "TOL_ACC", "TOL_JACCARD",
                                "EXTRA_SEEDS", "LAMBDA_SWEEP"},
     "05_lipschitz_bound": {"PROFILE", "SEED", "EPS_TRAIN"},
+    "06_robustness_curves": {"PROFILE", "SEED", "EPS_TRAIN", "PAPER_EPS", "EXTRA_EPS", "STRONG_PAPER_EPS",
+                             "STRONG_EXTRA_EPS", "SQUARE_EPS", "AUTOATTACK_EPS", "LARGE_EPS"},
     "07_cifar10c_table": {"PROFILE", "SEED", "EPS_TRAIN"},
 }
 
