@@ -502,7 +502,7 @@ def pass_grid(checks: pd.DataFrame) -> pd.DataFrame:
     """model x check: 'pass' / 'FAIL' / '-' (not evaluated)."""
     c = checks.copy()
     c["result"] = [{None: "-", True: "pass", False: "FAIL"}[_passed(v)] for v in c["pass"]]
-    return c.pivot_table(index="model", columns="check", values="result", aggfunc="first", sort=False)
+    return c.pivot_table(index="model", columns="check", values="result", aggfunc="first", sort=False).fillna("-")
 
 
 def failures(*checks: pd.DataFrame) -> pd.DataFrame:
