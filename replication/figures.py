@@ -320,7 +320,8 @@ def curves_vs_paper(df, curve_labels: dict[str, str], paper: dict[str, list[dict
 
     datasets = [d for d in ("cifar10", "cifar100") if d in set(df["dataset"])]
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.2 * len(datasets), 4.4), squeeze=False)
-    colors = dict(zip(curve_labels, sns.color_palette("colorblind", len(curve_labels))))
+    names = list(dict.fromkeys(curve_labels.values()))  # one colour per model kind, the same in every panel
+    colors = {label: sns.color_palette("colorblind", len(names))[names.index(name)] for label, name in curve_labels.items()}
     for ax, ds in zip(axes[0], datasets):
         d = df[df["dataset"] == ds]
         for label, name in curve_labels.items():
@@ -333,6 +334,7 @@ def curves_vs_paper(df, curve_labels: dict[str, str], paper: dict[str, list[dict
                 ax.plot([0] + ga["eps"].astype(float).tolist(), list(clean) + ga["accuracy"].tolist(), style, marker="o", ms=3,
                         color=colors[label], label=f"{name}, {point.upper()}")
             s = d[(d["label"] == label) & (d["subset"] == "strong") & (d["point"] != "clean") & (d["eps"] < 0.1)]
+            s = s[s["eps"].isin(s[~s["point"].isin(["fgsm", pgd_point])]["eps"])]  # where the stronger attacks ran
             if len(s):
                 best = s.groupby("eps")["accuracy"].min()
                 ax.scatter(best.index.astype(float), best.values, marker="s", s=30, color=colors[label], zorder=4,
