@@ -367,4 +367,40 @@ def seed_intervals(paired_rows):
     ax.axhline(0, color="0.4", lw=1)
     ax.set_xticks(range(len(pr)), labels, fontsize=6, rotation=30, ha="right")
     ax.set(ylabel="LIME mask - random mask (pp)", title=f"Paired over {int(pr['seeds'].max())} training seeds, same test images (95% t interval)")
+def psnr_vs_t(rows):
+    """x0-prediction PSNR (dB) against the diffusion timestep, one line per model; rows: dicts with
+    model, t, psnr (mean) and ci (half width)."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, g in df.groupby("model", sort=False):
+        g = g.sort_values("t")
+        ax.errorbar(g["t"], g["psnr"], yerr=g["ci"], marker="o", ms=3, capsize=3, label=name)
+    ax.set(xscale="log", xlabel="timestep t (of 1000)", ylabel="PSNR of the x0 prediction (dB)",
+           title="One-shot denoising quality on held-out test images")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def image_rows(rows: dict[str, "object"], k: int = 8):
+    """One row of k images per entry ({label: (N,3,H,W) in [0,1]})."""
+    fig, axes = plt.subplots(len(rows), k, figsize=(k * 0.95, len(rows) * 1.05), squeeze=False)
+    for i, (label, x) in enumerate(rows.items()):
+        for j in range(k):
+            ax = axes[i, j]
+            ax.axis("off")
+            if j < len(x):
+                ax.imshow(x[j].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+        axes[i, 0].text(-3, 16, label, ha="right", va="center", fontsize=7)
+    return fig
+
+
+def loss_curve(histories: dict[str, list[dict[str, Any]]], ylabel: str = "train loss"):
+    """Training loss per epoch, one line per run."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for name, hist in histories.items():
+        ax.plot([h["epoch"] for h in hist], [h["train_loss"] for h in hist], marker="o", ms=3, label=name)
+    ax.set(xlabel="epoch", ylabel=ylabel, title="Training loss")
+    ax.legend(fontsize=8)
     return fig

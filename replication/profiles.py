@@ -111,6 +111,20 @@ class CurveBudget:
 
 
 @dataclass(frozen=True)
+class DiffusionBudget:
+    channels: list[int]         # UNet2DModel block_out_channels
+    layers_per_block: int
+    attention: bool             # self-attention at the second level (the 35.7M DDPM of Ho et al. has it)
+    epochs: int
+    batch_size: int
+    lr: float                   # Adam
+    ema_decay: float
+    n_eval: int | None          # held-out test images of the quality checks
+    ablation_epochs: int        # the short runs comparing the timestep focus with the uniform objective
+    reconstruction_steps: int   # DDPM steps of the reconstruction figure (capped at t*)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -127,6 +141,7 @@ class Profile:
     bound: BoundBudget
     corruptions: CorruptionBudget
     curves: CurveBudget
+    diffusion: DiffusionBudget
     datasets: tuple[str, ...]
     commit_checkpoints: bool  # list the zoo's finished checkpoints in checkpoints/MANIFEST.json
 
@@ -145,7 +160,7 @@ class Profile:
 
 SECTIONS = {"pgd": AttackBudget, "lime": LimeBudget, "identify": IdentifyBudget, "shortcut": ShortcutBudget,
             "refine": RefineBudget, "bound": BoundBudget, "corruptions": CorruptionBudget,
-            "curves": CurveBudget}
+            "curves": CurveBudget, "diffusion": DiffusionBudget}
 
 
 def _build(cls, raw: Any, where: str):

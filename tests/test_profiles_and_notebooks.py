@@ -20,6 +20,7 @@ EXPECTED_PARAMETERS = {
     "06_robustness_curves": {"PROFILE", "SEED", "EPS_TRAIN", "PAPER_EPS", "EXTRA_EPS", "STRONG_PAPER_EPS",
                              "STRONG_EXTRA_EPS", "SQUARE_EPS", "AUTOATTACK_EPS", "LARGE_EPS"},
     "07_cifar10c_table": {"PROFILE", "SEED", "EPS_TRAIN"},
+    "08_ddpm_training": {"PROFILE", "SEED", "T_MAX", "FOCUS", "PSNR_TS", "T_STARS", "QUALITY_STEPS", "SAMPLE_STEPS"},
 }
 
 

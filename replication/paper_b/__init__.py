@@ -1,0 +1,1 @@
+"""Paper B (ALDE): the diffusion model and purifier (`ddpm`)."""
