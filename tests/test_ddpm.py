@@ -81,3 +81,23 @@ def test_gradient_through_the_checkpointed_sampler_matches_finite_differences():
         lm = torch.nn.functional.cross_entropy(model(x - h * d), y)
     fd = (lp - lm) / (2 * h)
     assert float((g * d).sum()) == pytest.approx(float(fd), rel=1e-4, abs=1e-8)
+
+
+def test_bpda_passes_the_classifier_gradient_through_unchanged_and_worst_of_k_is_at_most_the_mean():
+    from replication.paper_b import alde
+
+    torch.manual_seed(0)
+    net = ddpm.NoisePredictor(ddpm.unet([8, 16], layers_per_block=1)).eval()
+    cls = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    pur = ddpm.Purifier(net, ddpm.PurifierConfig(0.1, 2, "ddpm", seed=1))  # fixed noise: the same purified images twice
+    x = torch.rand(4, 3, 32, 32, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3])
+    torch.nn.functional.cross_entropy(alde.BPDA(pur, cls)(x), y, reduction="sum").backward()
+    p = pur(x.detach()).detach().requires_grad_(True)
+    torch.nn.functional.cross_entropy(cls(p), y, reduction="sum").backward()
+    assert torch.allclose(x.grad, p.grad)  # d loss / d x := d loss / d purifier(x)
+    fresh = ddpm.Defended(ddpm.Purifier(net, ddpm.PurifierConfig(0.4, 2, "ddpm")), cls)
+    correct = alde.draws_correct(fresh, x.detach(), y, k=5, seed=0)
+    mean, worst = alde.mean_and_worst(correct)
+    assert correct.shape == (5, 4) and worst <= mean
+    assert torch.equal(correct, alde.draws_correct(fresh, x.detach(), y, k=5, seed=0))  # seeded draws
