@@ -72,3 +72,14 @@ def pgd_at_loss(eps: float, alpha: float, steps: int):
         logits = model(adv)
         return F.cross_entropy(logits.float(), y), logits
     return loss
+
+
+def attack_then_score(attacked: torch.nn.Module, defended: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      attack, eps: float, *, k: int, seed: int) -> dict[str, torch.Tensor]:
+    """Craft adversarial images with `attack` (an attacks.Attack) against `attacked` (the classifier
+    alone, BPDA, or the defended pipeline itself), then score them on `defended` with k purifier
+    draws. Returns the adversarial images and the correctness under each draw, clean and
+    adversarial ((k, N) each)."""
+    torch.manual_seed(seed)
+    adv = attack(attacked, x, y, eps, seed=seed)
+    return {"adv": adv.detach(), "clean": draws_correct(defended, x, y, k, seed), "adversarial": draws_correct(defended, adv.detach(), y, k, seed + 1)}
