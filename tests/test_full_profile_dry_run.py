@@ -113,3 +113,18 @@ def test_full_robustness_curves_plan_and_measure(two_images, isolated_store):
     recs = curves.measure(run, models["r"], two_images, index, jobs, batch_size=b.batch_size, progress=False)
     assert all(0 <= r["value"] <= 1 for r in recs)
     assert {r["attack"]["name"] for r in recs if r["attack"]} >= {"fgsm", "pgd", "autoattack"}
+
+
+def test_full_ddpm_trains_one_step_and_purifies_with_exact_gradients(two_images, isolated_store):
+    """Notebook 08/09 at `full` settings: the 35.7M DDPM of Ho et al. through fit for one step (batch
+    2), then one checkpointed reverse step of the purifier with the gradient reaching the input."""
+    from replication.paper_b import ddpm
+
+    D = dataclasses.replace(FULL.diffusion, epochs=1, batch_size=2)
+    assert 35e6 < ddpm.n_parameters(ddpm.build(FULL.diffusion)) < 36.5e6
+    tr = ddpm.train(D, two_images, "full", seed=0, t_max=0.4, focus=0.5, progress=False)
+    assert len(tr.history) == 1 and torch.isfinite(torch.tensor(tr.history[0]["train_loss"]))
+    x = to_float(two_images.x).contiguous().requires_grad_(True)
+    out = ddpm.Purifier(tr.model, ddpm.PurifierConfig(0.1, 1, "ddpm", seed=0, checkpoint=True))(x)
+    out.sum().backward()
+    assert out.shape == x.shape and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
