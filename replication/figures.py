@@ -367,6 +367,9 @@ def seed_intervals(paired_rows):
     ax.axhline(0, color="0.4", lw=1)
     ax.set_xticks(range(len(pr)), labels, fontsize=6, rotation=30, ha="right")
     ax.set(ylabel="LIME mask - random mask (pp)", title=f"Paired over {int(pr['seeds'].max())} training seeds, same test images (95% t interval)")
+    return fig
+
+
 def psnr_vs_t(rows):
     """x0-prediction PSNR (dB) against the diffusion timestep, one line per model; rows: dicts with
     model, t, psnr (mean) and ci (half width)."""

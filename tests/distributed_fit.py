@@ -41,7 +41,8 @@ def main() -> None:
     paths.CHECKPOINTS_DIR, paths.CACHE_DIR = args.out / "checkpoints", args.out / "cache"
     if args.mode == "train":
         cfg = TrainConfig(arch="testnet", dataset="cifar10", num_classes=10, width=1, epochs=2, batch_size=64,
-                          lr=0.05, n_train=256, schedule="cosine", seed=3)
+                          lr=0.05, n_train=256, schedule="cosine", seed=3,
+                          precision="fp32")  # the test is about distribution: bf16 autocast (AMX) misses its tolerance
         torch.manual_seed(cfg.seed)
         model = net()
         base = classifier_step(cfg)
