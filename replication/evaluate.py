@@ -14,7 +14,7 @@ import torch
 
 from .attacks import Attack
 from .cache import memo
-from .data import Split, iterate_batches
+from .data import Split, iterate_batches, to_float
 from .papers import eps_reading
 from .results import canonical_eps, load_results, make_record, results_path
 from .progress import bar
@@ -56,6 +56,14 @@ def clean_accuracy(model: torch.nn.Module, split: Split, batch_size: int = 500) 
     with torch.no_grad():
         correct = sum((model(x).argmax(1) == y).sum().item() for x, y in _my_batches(split, batch_size))
     return _total(correct) / len(split)
+
+
+def correct_mask(model: torch.nn.Module, split: Split, batch_size: int = 500) -> torch.Tensor:
+    """Per image (on the CPU): the model's clean prediction is right."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return torch.cat([model(to_float(split.x[s:s + batch_size]).to(device)).argmax(1).cpu() == split.y[s:s + batch_size].cpu()
+                          for s in range(0, len(split), batch_size)])
 
 
 def robust_accuracy(model: torch.nn.Module, split: Split, attack: Attack, eps: float, *, batch_size: int = 500,

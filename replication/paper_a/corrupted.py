@@ -21,6 +21,7 @@ import torch
 from ..attacks import eval_mode, robust_mask
 from ..cifar10c import CorruptedSets
 from ..data import Split, to_float
+from ..evaluate import correct_mask
 from ..papers import PAPER_A_EPS, eps_reading, pixel_eps, reference
 from ..progress import bar
 from ..results import attack_spec, canonical_eps, load_results, make_record, results_path, save_records
@@ -43,13 +44,6 @@ def attack_specs(pgd_steps: int, eps: float) -> dict[str, dict[str, Any]]:
 
 def _seed(*parts: Any) -> int:
     return zlib.crc32(json.dumps(parts).encode())
-
-
-def _correct(model, split: Split, batch_size: int) -> torch.Tensor:
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        return torch.cat([model(to_float(split.x[s:s + batch_size]).to(device)).argmax(1).cpu() == split.y[s:s + batch_size].cpu()
-                          for s in range(0, len(split), batch_size)])
 
 
 def _measure(model, split: Split, correct: torch.Tensor, spec: dict[str, Any], eps: float, batch_size: int,
@@ -102,7 +96,7 @@ def evaluate_sets(run, model, *, model_name: str, model_hash: str, setting: dict
                     if rec is None:
                         t0 = time.perf_counter()
                         if correct is None:  # one clean pass per set, shared by every attack on it
-                            correct = _correct(model, split, batch_size)
+                            correct = correct_mask(model, split, batch_size)
                         value = (correct.float().mean().item() if spec is None
                                  else _measure(model, split, correct, spec, eps, batch_size, seed))
                         rec = make_record(**ctx, dataset=dataset, metric="accuracy" if spec is None else "robust_accuracy",

@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..attacks import Attack, eval_mode, robust_mask
+from ..attacks import AUTOATTACK_STANDARD, Attack, eval_mode, robust_mask
 from ..data import Split, balanced_subset, to_float
+from ..evaluate import correct_mask
 from ..papers import eps_reading, normalised_eps_scale, pixel_eps
 from ..progress import bar
 from ..results import canonical_eps, load_results, make_record, results_path, save_records
@@ -37,9 +38,9 @@ from . import spurious as sp
 from .study import Study
 
 READINGS = ("pixel", "normalised")
-FAMILY_ROWS = (rf.FULL, "control: random mask + reg + adv", "reg+adv", "adv")
-SEEDED_ROWS = (rf.FULL, "control: random mask + reg + adv")  # the paired test's two rows
 RANDOM = "control: random mask + reg + adv"
+FAMILY_ROWS = (rf.FULL, RANDOM, "reg+adv", "adv")
+SEEDED_ROWS = (rf.FULL, RANDOM)  # the paired test's two rows
 
 
 def eps_train_for(reading: str, eps: float = 0.03, dataset: str = "cifar10") -> float:
@@ -294,11 +295,7 @@ def measure(run, ref: Refined, split: Split, index: dict[str, torch.Tensor], job
             have.update({_key(r["setting"]["subset"], r["attack"], r["eps"]): r for r in new})
 
     with eval_mode(model):
-        def clean():
-            with torch.no_grad():
-                return torch.cat([model(to_float(split.x[s:s + batch_size])).argmax(1).cpu() == split.y[s:s + batch_size].cpu()
-                                  for s in range(0, len(split), batch_size)])
-        correct, new = measured("all", None, None, clean)
+        correct, new = measured("all", None, None, lambda: correct_mask(model, split, batch_size))
         save(new + slices("all", None, None, correct))
         for job in bar(jobs, desc=f"{ref.name} attacks", enabled=progress):
             spec, eps, idx = job.attack.spec(job.eps), canonical_eps(job.eps), index[job.subset]
@@ -308,13 +305,7 @@ def measure(run, ref: Refined, split: Split, index: dict[str, torch.Tensor], job
     return list(out.values())
 
 
-def _aa_config() -> dict[str, Any]:
-    from ..attacks import AUTOATTACK_STANDARD
-
-    return {"version": "standard", "parts": AUTOATTACK_STANDARD}
-
-
-AUTOATTACK_CONFIG = _aa_config()
+AUTOATTACK_CONFIG = {"version": "standard", "parts": AUTOATTACK_STANDARD}  # carried by every AutoAttack record
 
 
 # ---- tables -----------------------------------------------------------------------------------------
@@ -361,20 +352,29 @@ def _paper_points(dataset: str) -> list[dict[str, Any]]:
     return paper_a_points(dataset)
 
 
+def _points_read(dataset: str, reading: str, clean: bool = True):
+    """(paper point, eps in pixels under `reading`, display label) for clean (eps None) and each of
+    the paper's quoted points."""
+    for p in ([{"attack": "clean", "eps": None}] if clean else []) + _paper_points(dataset):
+        e = None if p["eps"] is None else canonical_eps(pixel_eps(p["eps"], dataset, reading))
+        yield p, e, "clean" if e is None else f"{p['attack']} @ {p['eps']:g} ({e:.4g} px)"
+
+
+def _at(d: pd.DataFrame, p: dict[str, Any], e: float | None) -> pd.DataFrame:
+    """The rows of `d` measuring paper point `p` at eps `e` (clean when e is None)."""
+    return d[(d["point"] == "clean") if e is None else (d["point"].str.startswith(p["attack"].lower()) & (d["eps"] == e))]
+
+
 def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per family (training reading), row and paper point: mean over training seeds, 95% t interval
     (half width) and the per-seed values, each point read under the family's own reading."""
     rows = []
     d = df[(df["dataset"] == "cifar10") & (df["subset"] == "all") & df["refinement"].notna()]
     for reading in READINGS:
-        for p in [{"attack": "clean", "eps": None}] + _paper_points("cifar10"):
-            e = None if p["eps"] is None else canonical_eps(pixel_eps(p["eps"], "cifar10", reading))
-            sel = d[(d["eps_train_reading"] == reading)
-                    & ((d["point"] == "clean") if e is None else (d["point"].str.startswith(p["attack"].lower()) & (d["eps"] == e)))]
-            for row, g in sel.groupby("row", sort=False):
+        for p, e, name in _points_read("cifar10", reading):
+            for row, g in _at(d[d["eps_train_reading"] == reading], p, e).groupby("row", sort=False):
                 vals = g.sort_values("train_seed")["accuracy"].tolist()
-                rows.append({"eps_train reading": reading, "row": row,
-                             "point": "clean" if e is None else f"{p['attack']} @ {p['eps']:g} ({e:.4g} px)",
+                rows.append({"eps_train reading": reading, "row": row, "point": name,
                              "seeds": len(vals), "mean": np.mean(vals), "ci95": _ci95(vals),
                              "per seed": ", ".join(f"{v:.2f}" for v in vals)})
     return pd.DataFrame(rows).round(2)
@@ -389,10 +389,8 @@ def paired(df: pd.DataFrame, a: str = rf.FULL, b: str = RANDOM) -> pd.DataFrame:
     rows = []
     d = df[(df["dataset"] == "cifar10") & (df["subset"] == "all")]
     for reading in READINGS:
-        fam = d[d["eps_train_reading"] == reading]
-        for p in [{"attack": "clean", "eps": None}] + _paper_points("cifar10"):
-            e = None if p["eps"] is None else canonical_eps(pixel_eps(p["eps"], "cifar10", reading))
-            sel = fam[(fam["point"] == "clean") if e is None else (fam["point"].str.startswith(p["attack"].lower()) & (fam["eps"] == e))]
+        for p, e, name in _points_read("cifar10", reading):
+            sel = _at(d[d["eps_train_reading"] == reading], p, e)
             A = sel[sel["row"] == a].set_index("train_seed")
             B = sel[sel["row"] == b].set_index("train_seed")
             seeds = sorted(set(A.index) & set(B.index))
@@ -409,9 +407,7 @@ def paired(df: pd.DataFrame, a: str = rf.FULL, b: str = RANDOM) -> pd.DataFrame:
                 warnings.simplefilter("ignore")
                 t_p = float(stats.ttest_rel(A.loc[seeds, "accuracy"], B.loc[seeds, "accuracy"]).pvalue) if len(seeds) > 1 else float("nan")
             m_p = float(stats.binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue) if only_a + only_b else 1.0
-            rows.append({"eps_train reading": reading,
-                         "point": "clean" if e is None else f"{p['attack']} @ {p['eps']:g} ({e:.4g} px)",
-                         "eps": e, "seeds": len(seeds), "LIME - random (pp)": np.mean(diff), "ci95 (pp)": _ci95(diff),
+            rows.append({"eps_train reading": reading, "point": name, "eps": e, "seeds": len(seeds), "LIME - random (pp)": np.mean(diff), "ci95 (pp)": _ci95(diff),
                          "paired t p": t_p, "only LIME right": only_a, "only random right": only_b, "McNemar p": m_p,
                          "n images": int(A["n"].iloc[0])})
     return pd.DataFrame(rows)
@@ -428,7 +424,7 @@ def fair_test(df: pd.DataFrame) -> pd.DataFrame:
         for p in _paper_points(ds):
             for reading in READINGS:
                 e = canonical_eps(pixel_eps(p["eps"], ds, reading))
-                at = dd[dd["point"].str.startswith(p["attack"].lower()) & (dd["eps"] == e)]
+                at = _at(dd, p, e)
                 base = at[at["row"] == "baseline"]["accuracy"]
                 full = at[at["row"] == rf.FULL]
                 row = {"dataset": ds, "point": f"{p['attack']} @ {p['eps']:g}", "reading": reading, "eps (px)": e,
