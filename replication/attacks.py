@@ -140,7 +140,7 @@ class Attack:
     configured as published) | pyautoattack (the authors' AutoAttack). steps: iterations
     (queries for square). restarts: independent random starts; `evaluate` counts an image as robust
     only if it survives all of them. eot: gradient samples averaged per step (EOT, for randomised
-    defences; PGD only, torchattacks.EOTPGD). step_factor: PGD step size = step_factor * eps / steps.
+    defences: torchattacks.EOTPGD for PGD, APGD's eot_iter). step_factor: PGD step size = step_factor * eps / steps.
     A purified pipeline slots in as the `model` (an nn.Module that purifies, then classifies)."""
     name: str
     steps: int = 1
@@ -151,8 +151,8 @@ class Attack:
     def __post_init__(self):
         if self.name not in ATTACKS:
             raise ValueError(f"Unknown attack {self.name!r}; choose one of {ATTACKS}.")
-        if self.eot > 1 and self.name != "pgd":
-            raise ValueError("EOT is implemented for PGD only (torchattacks.EOTPGD).")
+        if self.eot > 1 and self.name not in ("pgd", "apgd-ce", "apgd-dlr"):
+            raise ValueError("EOT is implemented for PGD (torchattacks.EOTPGD) and APGD (its eot_iter) only.")
 
     @property
     def random(self) -> bool:
@@ -261,7 +261,7 @@ def _build(name, model, eps, steps, alpha, restarts, n_classes, seed, eot):
         return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
     if name in ("apgd-ce", "apgd-dlr"):
         return torchattacks.APGD(model, norm="Linf", eps=eps, steps=steps, n_restarts=restarts,
-                                 loss=name.split("-")[1], seed=seed)
+                                 loss=name.split("-")[1], seed=seed, eot_iter=eot)
     if name == "square":
         return torchattacks.Square(model, norm="Linf", eps=eps, n_queries=steps, n_restarts=restarts, seed=seed)
     if name == "autoattack":

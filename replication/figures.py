@@ -407,3 +407,38 @@ def loss_curve(histories: dict[str, list[dict[str, Any]]], ylabel: str = "train 
     ax.set(xlabel="epoch", ylabel=ylabel, title="Training loss")
     ax.legend(fontsize=8)
     return fig
+
+
+def purifier_grid(table):
+    """Clean and robust accuracy (%) of the purified classifier against network evaluations per
+    image, one line per t* and sampler; `table`: defences.grid_table (index t_star, sampler, nfe)."""
+    df = table.reset_index()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    for (t, sampler), g in df.groupby(["t_star", "sampler"]):
+        g = g.sort_values("nfe")
+        style = dict(marker="o", ms=3, label=f"t* = {t:g}, {sampler.upper()}", ls="-" if sampler == "ddpm" else "--")
+        axes[0].plot(g["nfe"], g["clean"], **style)
+        axes[1].errorbar(g["nfe"], g["robust"], yerr=[g["robust"] - g["robust CI low"], g["robust CI high"] - g["robust"]],
+                         capsize=3, **style)
+    axes[0].set(xscale="log", xlabel="network evaluations per image", ylabel="accuracy (%)", title="Clean, purified")
+    axes[1].set(xscale="log", xlabel="network evaluations per image", ylabel="accuracy (%)",
+                title="PGD with exact gradients through the sampler (Wilson 95%)")
+    axes[1].legend(fontsize=8)
+    return fig
+
+
+def attack_bars(df, eps255: float, defences: list[str]):
+    """Accuracy (%, mean over purifier draws, Wilson 95% bars) under each attack at one eps, one
+    panel per defence; `df`: defences.frame."""
+    fig, axes = plt.subplots(1, len(defences), figsize=(5.2 * len(defences), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], defences):
+        g = df[(df.defence == name) & (df.subset == "all") & (df["eps (/255)"] == round(eps255, 2))
+               & (df.score == "mean over draws")]
+        labels = [f"{a}\n{t}" for a, t in zip(g.attack, g.threat)]
+        y = g.accuracy.to_numpy()
+        ax.barh(range(len(g)), y, xerr=[y - g.ci_low.to_numpy(), g.ci_high.to_numpy() - y], capsize=3, color="#4c72b0")
+        ax.set_yticks(range(len(g)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set(xlabel="accuracy (%)", title=f"{name} @ {eps255:g}/255", xlim=(0, 100))
+    fig.tight_layout()
+    return fig

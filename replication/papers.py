@@ -102,3 +102,12 @@ def paper_a_refined_comparison(baseline: pd.DataFrame, refined: pd.DataFrame, da
                          "paper refined": p["refined"], "ours refined": round(r, 2),
                          "paper gain (pp)": round(p["refined"] - p["baseline"], 2), "our gain (pp)": round(r - b, 2)})
     return pd.DataFrame(rows)
+
+
+def paper_b_table1_beside(ours: pd.DataFrame) -> pd.DataFrame:
+    """Paper B's Table 1 (CIFAR-10 PGD accuracy, its ResNet-50 and WideResNet-28-10 columns) beside
+    ours; `ours`: one row per paper method (LIME / SHAP / ALDE) with our columns."""
+    paper = pd.DataFrame(reference("b")["table1_pgd_accuracy"])
+    wide = paper.pivot(index="method", columns="model", values="cifar10")
+    wide.columns = [f"paper {c}" for c in wide.columns]
+    return wide.join(ours, how="left")

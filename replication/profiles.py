@@ -125,6 +125,35 @@ class DiffusionBudget:
 
 
 @dataclass(frozen=True)
+class AdversarialBudget:
+    archs: list[str]            # classifiers adversarially trained (notebook 09; zoo names <arch>_cifar10_pgdat)
+    init: str                   # baseline (fine-tune the zoo's clean model) | scratch
+    epochs: int
+    lr: float                   # peak learning rate (cosine from a baseline, one-cycle from scratch)
+    eps: float                  # L-inf training radius, pixels
+    steps: int                  # PGD steps per example; 1 = FGSM with a random start (step 1.25 eps)
+    step_size: float            # PGD step size when steps > 1
+    compare_n_train: int | None # the FGSM-RS vs PGD comparison: training images ...
+    compare_epochs: int         # ... epochs ...
+    compare_steps: int          # ... and the PGD steps it is compared with
+
+
+@dataclass(frozen=True)
+class PurificationBudget:
+    n_images: int | None        # class-balanced test images every Table 1 attack runs on (null: all)
+    grid_images: int            # the subset the t* x steps grid is attacked on
+    grid_pgd_steps: int         # the grid's attack: PGD with exact gradients, one EOT sample
+    pgd_steps: int              # the headline attacks: PGD ...
+    eot: int                    # ... with this many EOT samples (at 8/255)
+    light_eot: int              # EOT samples at the other eps and of the EOT sweep's middle point
+    apgd_steps: int             # APGD-CE / APGD-DLR iterations ...
+    apgd_eot: int               # ... and EOT samples
+    draws: int                  # purifier draws each adversarial image is scored under (mean, worst case)
+    batch_size: int             # images per attack batch (x EOT copies per forward)
+    max_batch: int              # most images in one forward (EOT copies are chunked to it)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -142,6 +171,8 @@ class Profile:
     corruptions: CorruptionBudget
     curves: CurveBudget
     diffusion: DiffusionBudget
+    adversarial: AdversarialBudget
+    purification: PurificationBudget
     datasets: tuple[str, ...]
     commit_checkpoints: bool  # list the zoo's finished checkpoints in checkpoints/MANIFEST.json
 
@@ -160,7 +191,8 @@ class Profile:
 
 SECTIONS = {"pgd": AttackBudget, "lime": LimeBudget, "identify": IdentifyBudget, "shortcut": ShortcutBudget,
             "refine": RefineBudget, "bound": BoundBudget, "corruptions": CorruptionBudget,
-            "curves": CurveBudget, "diffusion": DiffusionBudget}
+            "curves": CurveBudget, "diffusion": DiffusionBudget,
+            "adversarial": AdversarialBudget, "purification": PurificationBudget}
 
 
 def _build(cls, raw: Any, where: str):

@@ -292,6 +292,56 @@ def _render_07(profile: str) -> list[str]:
     return out
 
 
+def _render_08(profile: str) -> list[str]:
+    df = query(profile, "08_ddpm_training")
+    if not len(df):
+        return []
+    psnr = df[df["metric"] == "x0_psnr_db"]
+    wide = psnr.pivot_table(index=["focus", "epochs"], columns="t", values="value").round(2)
+    wide.index = [f"focus {f:g}, {e} epoch(s)" for f, e in wide.index]
+    wide.columns = [f"t={t}" for t in wide.columns]
+    params = int(df[df["metric"] == "model_parameters"]["value"].iloc[0])
+    mins = float(df[df["metric"] == "train_time_s"]["value"].iloc[0]) / 60
+    acc = df[df["metric"] == "accuracy"].copy()
+    acc["accuracy (%)"] = 100 * acc["value"]
+    acc_w = acc.pivot_table(index="t_star", columns="purifier_steps", values="accuracy (%)").round(2)
+    acc_w.columns = [f"{'x0 (1 NFE)' if c == 1 else f'DDIM {c} NFE'}" for c in acc_w.columns]
+    return [f"\n**Notebook 08, profile `{profile}`** (Paper B eqs 1-2; {_runs_line(df)}): a {params / 1e6:.2f}M-parameter "
+            f"diffusers UNet trained {mins:.0f} min. PSNR (dB) of the one-shot x0 prediction from x_t on "
+            f"{psnr['n'].iloc[0]} held-out test images, the main run beside two short runs that differ only in the "
+            "timestep focus:\n", _md(wide),
+            f"\nThe baseline ResNet-18's clean accuracy (%) on purified clean test images, by t* and sampler:\n", _md(acc_w)]
+
+
+def _render_09(profile: str) -> list[str]:
+    from .paper_b import defences
+    from .papers import paper_b_table1_beside
+    from .results import load_results, results_path
+
+    if not results_path("09_purification_and_adversarial_training", profile).exists():
+        return []
+    recs = load_results("09_purification_and_adversarial_training", profile)["records"]
+    df = defences.frame(recs)
+    main = df[df.subset == "all"]
+    rows = [r for r in main.defence.unique() if not r.startswith("AT comparison")]
+    if "ALDE" not in rows:
+        return []
+    summ = defences.summary(main[main.defence.isin(rows)], 8)
+    runs = query(profile, "09_purification_and_adversarial_training")
+    out = [f"\n**Notebook 09, profile `{profile}`** (Paper B Table 1; {_runs_line(runs)}): CIFAR-10 accuracy (%) at "
+           f"8/255 on {int(main.n.max())} class-balanced test images, every defence on the same images; purified "
+           "defences scored on fresh purifier draws (mean over draws; 'worst of the draws': correct under every draw). "
+           "Paper B's numbers are its own, on its own models:\n",
+           _md(paper_b_table1_beside(defences.table1_ours(summ)).round(2)),
+           "\nEvery defence under every attack at 8/255 (mean over draws):\n", _md(summ.round(2))]
+    checks = [r for r in recs if r["metric"] == "masking_check"]
+    if checks:
+        out.append("\nGradient-masking checklist: " + "; ".join(
+            f"{r['setting']['defence']}: {r['setting']['check']} "
+            f"{'pass' if r['value'] == 1 else 'FAIL' if r['value'] == 0 else 'not run'}" for r in checks) + ".")
+    return out
+
+
 def _render_bench(profile: str) -> list[str]:
     df = query(profile, "bench")
     if not len(df):
@@ -305,7 +355,7 @@ def _render_bench(profile: str) -> list[str]:
 
 def render(profile: str) -> str:
     out = (_render_01(profile) + _render_02(profile) + _render_03(profile) + _render_04(profile) + _render_05(profile)
-           + _render_06(profile) + _render_07(profile) + _render_bench(profile))
+           + _render_06(profile) + _render_07(profile) + _render_08(profile) + _render_09(profile) + _render_bench(profile))
     return "\n".join(out) if out else f"(no results for profile {profile} yet)"
 
 

@@ -29,6 +29,10 @@ ZOO = {
     "resnet18_cifar100": Entry("resnet18", "cifar100", "Paper A's baseline"),
     "resnet50_cifar10": Entry("resnet50", "cifar10", "the reference model of Paper A's eqs 4-5"),
     "resnet18_cifar10_shortcut": Entry("resnet18", "cifar10", "trained on planted-shortcut CIFAR-10 (shortcuts.py)"),
+    # Paper B's eq 3 (ALDE's classifier), at the profile's adversarial budget (paper_b/alde.py)
+    "resnet18_cifar10_pgdat": Entry("resnet18", "cifar10", "PGD adversarial training (cpu: FGSM-RS fine-tune)"),
+    "resnet50_cifar10_pgdat": Entry("resnet50", "cifar10", "PGD adversarial training, Paper B's ResNet-50 rows"),
+    "wrn28_10_cifar10_pgdat": Entry("wrn28_10", "cifar10", "PGD adversarial training, Paper B's WideResNet-28-10 rows"),
 }
 BASELINES = ("resnet18_cifar10", "resnet18_cifar100", "resnet50_cifar10")  # notebook 01, in training order
 
@@ -48,6 +52,10 @@ def get(name: str, profile: Profile, seed: int = 0, progress: bool = True,
         planted: tuple[Planted, Planted, Planted] | None = None) -> TrainResult:
     """The trained model `name` at `profile`'s scale (trained now, or loaded from its checkpoint)."""
     e = entry(name)
+    if name.endswith("_pgdat"):
+        from .paper_b.alde import adversarial_training
+
+        return adversarial_training(e.arch, profile, seed, progress=progress)
     test = load_split(e.dataset, train=False, n=profile.n_test, seed=seed)
     budget = profile.models[e.arch]
     if name == "resnet18_cifar10_shortcut":

@@ -128,3 +128,38 @@ def test_full_ddpm_trains_one_step_and_purifies_with_exact_gradients(two_images,
     out = ddpm.Purifier(tr.model, ddpm.PurifierConfig(0.1, 1, "ddpm", seed=0, checkpoint=True))(x)
     out.sum().backward()
     assert out.shape == x.shape and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_full_adversarial_training_and_the_alde_attacks_run(two_images, isolated_store, monkeypatch):
+    """Notebook 09 at `full` settings: PGD-10 adversarial training of the full-width WideResNet-28-10
+    from scratch (one step, batch 2), then ALDE's headline attacks (the full profile's PGD x EOT
+    with exact gradients through the purifier, BPDA, fixed noise) for one iteration each on 2 images,
+    with an untrained full-size DDPM, scored under the profile's draws."""
+    from replication import notebook
+    from replication.data import Split
+    from replication.paper_b import alde, ddpm, defences
+
+    A = FULL.adversarial
+    assert A.init == "scratch" and A.steps == 10 and "wrn28_10" in A.archs
+    monkeypatch.setattr("replication.data.load_split", lambda name, train, n=None, seed=0, device="cpu": two_images)
+    P = dataclasses.replace(FULL, adversarial=dataclasses.replace(A, epochs=1),
+                            models={**FULL.models, "wrn28_10": dataclasses.replace(FULL.models["wrn28_10"], batch_size=2)})
+    tr = alde.adversarial_training("wrn28_10", P, 0, progress=False)
+    assert len(tr.history) == 1 and tr.path.exists()
+    B = dataclasses.replace(FULL.purification, pgd_steps=1, eot=2, light_eot=2, apgd_steps=1, apgd_eot=1, draws=2,
+                            batch_size=2, max_batch=4)
+    den = ddpm.build(FULL.diffusion).eval()
+    d = defences.Defence("ALDE", "wrn28_10_cifar10_pgdat", tr, alde_train_result(den), ddpm.PurifierConfig(0.1, 1, "ddpm"))
+    jobs = [j for j in defences.jobs_for(d, B, 8 / 255, [0.01], 64 / 255) if j.eps in (None, 8 / 255)
+            and (j.attack is None or j.attack.name == "pgd")]
+    run = notebook.Run("09_purification_and_adversarial_training", FULL, 0, {}, torch.device("cpu"))
+    split = Split("cifar10", False, two_images.x, two_images.y, 10)
+    recs = defences.measure(run, d, {"all": split}, jobs, B, progress=False)
+    assert {r["setting"].get("threat") for r in recs} >= {"bpda", "exact", "classifier"}
+    assert all(0 <= r["value"] <= 1 for r in recs)
+
+
+def alde_train_result(model):
+    from replication.train import TrainResult
+
+    return TrainResult(model, [], None, True, "untrained-full-ddpm")

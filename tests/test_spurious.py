@@ -69,3 +69,22 @@ def test_segment_sensitivity_is_the_mean_gradient_magnitude_per_segment():
     w = lin[1].weight.detach().view(2, 3, 4, 4).abs().sum(1)  # |d logit_c / d x| summed over channels
     for i in range(2):
         assert torch.allclose(out[i], torch.stack([w[y[i], :2].mean(), w[y[i], 2:].mean()]), atol=1e-6)
+
+
+def test_scores_for_keys_lime_as_before_and_another_explainer_apart(monkeypatch):
+    """A non-LIME explainer (notebook 09's SHAP row) caches apart from LIME, and LIME's cache keys
+    are unchanged by the option (notebook 03/04's cached scores stay valid)."""
+    import torch
+
+    from replication.data import Split
+    from replication.explain import CaptumExplainer
+    from replication.paper_a import spurious as sp
+
+    keys = []
+    monkeypatch.setattr(sp, "scores_cached", lambda key, profile, compute: keys.append(key) or None)
+    split = Split("cifar10", True, torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.tensor([0, 1]), 10)
+    cfg = sp.IdentifyConfig()
+    sp.scores_for(None, "h", split, cfg, "smoke")
+    sp.scores_for(None, "h", split, cfg, "smoke", explainer=CaptumExplainer("gradient_shap", name="gradient_shap"))
+    assert keys[0] == {"model": "h", "reference": None, "images": sp.images_key(split), "cfg": cfg.to_dict()}
+    assert keys[1]["explainer"]["method"] == "gradient_shap" and {k: v for k, v in keys[1].items() if k != "explainer"} == keys[0]

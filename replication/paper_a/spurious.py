@@ -268,19 +268,21 @@ def identification_split(dataset: str, budget: IdentifyBudget, seed: int = 0) ->
 
 def scores_for(model: torch.nn.Module, model_hash: str, split: Split, cfg: IdentifyConfig, profile: str, *,
                reference: tuple[torch.nn.Module, str] | None = None, chunk: int = 50,
-               progress: bool = True) -> Scores:
-    """Cached Scores of `model` on `split` (with the reference model's LIME and gradients, if given)."""
+               progress: bool = True, explainer: Explainer | None = None) -> Scores:
+    """Cached Scores of `model` on `split` (with the reference model's attributions and gradients, if
+    given); attributions from `explainer` (None: LIME at cfg's sample count), on both models."""
     x, y = to_float(split.x.cpu()), split.y.cpu()
     img = images_key(split)
+    how = {} if explainer is None else {"explainer": explainer.key()}  # LIME's keys stay as they were
     segs = None
     ref_scores = None
     if reference is not None:
         ref_model, ref_hash = reference
-        ref_key = {"model": ref_hash, "images": img, "cfg": cfg.to_dict(), "instability": False}
+        ref_key = {"model": ref_hash, "images": img, "cfg": cfg.to_dict(), "instability": False, **how}
         ref_scores = scores_cached(ref_key, profile, lambda: attribution_scores(
-            ref_model, x, y, cfg, instability=False, chunk=chunk, progress=progress))
+            ref_model, x, y, cfg, instability=False, chunk=chunk, progress=progress, explainer=explainer))
         segs = (ref_scores.segments, ref_scores.counts)
     key = {"model": model_hash, "reference": reference[1] if reference else None, "images": img,
-           "cfg": cfg.to_dict()}
+           "cfg": cfg.to_dict(), **how}
     return scores_cached(key, profile, lambda: attribution_scores(
-        model, x, y, cfg, segments=segs, reference=ref_scores, chunk=chunk, progress=progress))
+        model, x, y, cfg, segments=segs, reference=ref_scores, chunk=chunk, progress=progress, explainer=explainer))

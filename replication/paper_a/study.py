@@ -99,6 +99,19 @@ class Study:
                          store=P.name, name=name, masks_id=rf.masks_id(split, pixels) + masks_tag,
                          seed=self.run.seed if seed is None else seed)
 
+    def refined_by(self, explainer=None) -> TrainResult:
+        """The full method (mask + reg + adv) on CIFAR-10 with the spurious masks that `explainer`'s
+        attributions give under the same rules (None: LIME, notebook 04's full row and cache entry)."""
+        P, base, full = self.run.profile, self.models["resnet18_cifar10"], self.specs[rf.FULL]
+        if explainer is None:
+            m = self.masks_for("cifar10")
+            return self.refine(base, full, m.split, m.lime, f"resnet18_cifar10_refine-{full.key()}")
+        split = sp.identification_split("cifar10", P.identify, self.run.seed)
+        scores = sp.scores_for(base.model, base.config_hash, split, self.cfg, P.name, chunk=P.identify.chunk,
+                               reference=self.reference, explainer=explainer)
+        pixels = sp.pixel_masks(sp.identify(scores, self.cfg).spurious, scores.segments)
+        return self.refine(base, full, split, pixels, f"resnet18_cifar10_refine-{full.key()}-{explainer.name}")
+
     def assess(self, tr: TrainResult, dataset: str, setting: dict[str, Any], extra: dict | None = None) -> dict[str, float]:
         """Attack `tr` on the grid, record accuracies and training time; one summary row (%)."""
         ctx = self.run.context(model=f"resnet18_{dataset}", model_hash=tr.config_hash, **setting)

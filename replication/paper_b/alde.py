@@ -83,3 +83,31 @@ def attack_then_score(attacked: torch.nn.Module, defended: torch.nn.Module, x: t
     torch.manual_seed(seed)
     adv = attack(attacked, x, y, eps, seed=seed)
     return {"adv": adv.detach(), "clean": draws_correct(defended, x, y, k, seed), "adversarial": draws_correct(defended, adv.detach(), y, k, seed + 1)}
+
+
+# ---- the PGD-AT classifier (eq 3) -----------------------------------------------------------------
+def adversarial_training(arch: str, profile, seed: int = 0, *, steps: int | None = None, n_train: int | None = None,
+                         epochs: int | None = None, progress: bool = True):
+    """Eq 3: `arch` trained on CIFAR-10 with cross-entropy on L-inf PGD examples at the profile's
+    adversarial budget (`steps` 1 with a random start and step 1.25 eps is FGSM-RS, the fast AT of
+    Wong et al. 2020); from the zoo's clean baseline (budget.init 'baseline', a fine-tune) or from
+    scratch. `steps` / `n_train` / `epochs` override the budget (the FGSM-RS vs PGD comparison)."""
+    from .. import zoo
+    from ..data import load_split
+    from ..train import config_for, train_model
+
+    A = profile.adversarial
+    steps = A.steps if steps is None else steps
+    alpha = A.step_size if steps > 1 else 1.25 * A.eps
+    n = profile.n_train if n_train is None else n_train
+    train = load_split("cifar10", train=True, n=n, seed=seed)
+    test = load_split("cifar10", train=False, n=profile.n_test, seed=seed)
+    init = zoo.get(f"{arch}_cifar10", profile, seed) if A.init == "baseline" else None
+    cfg = config_for(arch, "cifar10", profile.models[arch], n_train=n, seed=seed, epochs=epochs or A.epochs, lr=A.lr,
+                     schedule="cosine" if init is not None else "onecycle",
+                     extra_loss=f"pgd-at-eps{A.eps:.6g}-steps{steps}-alpha{alpha:.6g}",
+                     init_from=None if init is None else init.config_hash)
+    name = f"{arch}_cifar10_pgdat" + ("" if (n_train, epochs, steps) == (None, None, A.steps) else f"-steps{steps}-n{n}")
+    return train_model(cfg, name, profile.name, train, test, batch_loss=pgd_at_loss(A.eps, alpha, steps),
+                       init_model=None if init is None else init.model,
+                       manifest=profile.commit_checkpoints, progress=progress)

@@ -225,15 +225,15 @@ def train_config(budget, *, n_train: int | None, seed: int, t_max: float, focus:
 
 
 def train(budget, split, store: str, *, seed: int, t_max: float, focus: float, epochs: int | None = None,
-          progress: bool = True):
+          manifest: bool = False, progress: bool = True):
     """Train (or load from the cache) the noise predictor on `split` through `train.fit`; the result
-    holds the EMA weights."""
+    holds the EMA weights. `manifest`: list the finished checkpoint for committing."""
     from ..train import fit
 
     cfg = train_config(budget, n_train=len(split), seed=seed, t_max=t_max, focus=focus, epochs=epochs)
     step = noise_prediction_step(alphas_bar(), t_max=round(t_max * T_STEPS), focus=focus)
     name = f"ddpm_cifar10-focus{focus:g}"
-    return fit(cfg, name, store, build(budget), split, step, progress=progress)
+    return fit(cfg, name, store, build(budget), split, step, manifest=manifest, progress=progress)
 
 
 @torch.no_grad()
