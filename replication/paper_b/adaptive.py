@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..attacks import Attack, eval_mode, frozen
 from ..data import Split, to_float
 from ..progress import bar
-from .alde import BPDA
+from .alde import BPDA, draws_correct
 from .ddpm import Defended, Purifier, PurifierConfig
 
 GRADIENTS = ("classifier", "bpda", "exact")
@@ -115,15 +115,10 @@ def craft(attack: Attack, model: torch.nn.Module, x: torch.Tensor, y: torch.Tens
     return attack(model, x, y, eps, seed=seed).detach()
 
 
-@torch.no_grad()
 def correct_draws(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, k: int, seed: int) -> torch.Tensor:
-    """(N,) uint8: how many of k calls of `model` (seeded: the same draws for every defence and
-    attack) classify each image correctly."""
-    out = torch.zeros(len(x), dtype=torch.uint8)
-    for i in range(k):
-        torch.manual_seed(seed * 10_007 + i)
-        out += (model(x).argmax(1) == y).cpu().to(torch.uint8)
-    return out
+    """(N,) uint8: how many of k seeded calls of `model` (alde.draws_correct: the same draws for
+    every defence and attack) classify each image correctly."""
+    return draws_correct(model, x, y, k, seed).sum(0).cpu().to(torch.uint8)
 
 
 def scores(counts: torch.Tensor | np.ndarray, k: int) -> dict[str, float]:

@@ -63,6 +63,11 @@ class Job:
     draws: int | None = None   # purifier draws it is scored under (None: the budget's)
 
 
+def _pgd(steps: int, eot: int = 1) -> Attack:
+    """PGD with step eps / 4 whatever the step count (2/255 at 8/255)."""
+    return Attack("pgd", steps=steps, eot=eot, step_factor=steps / 4)
+
+
 def jobs_for(defence: Defence, budget, eps_main: float, eps_grid: list[float], large_eps: float) -> list[Job]:
     """The attacks of the side-by-side table for one defence. Unpurified: PGD at every eps, APGD-CE /
     DLR at eps_main, PGD at large_eps. Purified: PGD on the classifier alone, BPDA and exact
@@ -71,14 +76,14 @@ def jobs_for(defence: Defence, budget, eps_main: float, eps_grid: list[float], l
     eot samples and APGD-CE / DLR with apgd_eot; for the purifier in front of the undefended model
     light_eot only."""
     B = budget
-    pgd = Attack("pgd", steps=B.pgd_steps, step_factor=B.pgd_steps / 4)  # step eps / 4 (2/255 at 8/255)
+    pgd = _pgd(B.pgd_steps)
     clean = [Job(None, ad.Threat("classifier"), None)]
     if not defence.purified:  # a deterministic classifier: PGD, APGD-CE / DLR, and the large-eps sanity point
         jobs = [Job(pgd, ad.Threat("classifier"), e) for e in [*eps_grid, eps_main]]
         jobs += [Job(Attack(n, steps=B.apgd_steps), ad.Threat("classifier"), eps_main) for n in ("apgd-ce", "apgd-dlr")]
         return clean + jobs + [Job(pgd, ad.Threat("classifier"), large_eps)]
-    light = Attack("pgd", steps=B.pgd_steps, eot=B.light_eot, step_factor=B.pgd_steps / 4)
-    sweep = [Attack("pgd", steps=B.pgd_steps, eot=e, step_factor=B.pgd_steps / 4) for e in (B.eot, 1, B.light_eot)]
+    light = _pgd(B.pgd_steps, B.light_eot)
+    sweep = [_pgd(B.pgd_steps, e) for e in (B.eot, 1, B.light_eot)]
     # eps_main first (the headline), so a run cut short has measured what matters most
     jobs = [Job(pgd, ad.Threat(g, n), eps_main) for g, n in (("classifier", "fresh"), ("bpda", "fresh"), ("exact", "fixed"))]
     if defence.row == "ALDE":  # the defence the paper proposes: the EOT sweep and APGD with EOT
@@ -93,14 +98,14 @@ def jobs_for(defence: Defence, budget, eps_main: float, eps_grid: list[float], l
 
 def comparison_jobs(budget, eps: float) -> list[Job]:
     """Clean accuracy and PGD at eps on a classifier (the FGSM-RS vs PGD adversarial-training check)."""
-    pgd = Attack("pgd", steps=budget.pgd_steps, step_factor=budget.pgd_steps / 4)
+    pgd = _pgd(budget.pgd_steps)
     return [Job(None, ad.Threat("classifier"), None), Job(pgd, ad.Threat("classifier"), eps)]
 
 
 def grid_jobs(budget, eps: float) -> list[Job]:
     """One purifier-grid cell: clean accuracy and PGD with exact gradients (one EOT sample, fresh
     noise) on the grid subset, one draw each (the grid ranks settings; the table attacks harder)."""
-    pgd = Attack("pgd", steps=budget.grid_pgd_steps, step_factor=budget.grid_pgd_steps / 4)
+    pgd = _pgd(budget.grid_pgd_steps)
     return [Job(None, ad.Threat("classifier"), None, "grid", 1), Job(pgd, ad.Threat("exact"), eps, "grid", 1)]
 
 
