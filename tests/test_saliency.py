@@ -172,8 +172,9 @@ def test_strongest_picks_the_lowest_record_of_the_defence():
 
     job, r = strongest([rec(jobs[0], 0.3), rec(jobs[1], 0.2), rec(jobs[0], 0.1, "other model")], d, jobs, 8 / 255)
     assert job == jobs[1] and r["value"] == 0.2
-    with pytest.raises(LookupError, match="run notebook 09"):
-        strongest([], d, jobs, 8 / 255)
+    # a partly measured plan is refused: the strongest of some attacks is not the strongest attack
+    with pytest.raises(LookupError, match="has not measured 1 attack"):
+        strongest([rec(jobs[0], 0.3), rec(jobs[1], 0.2, "other model")], d, jobs, 8 / 255)
 
 
 def test_imagenet_path_on_a_synthetic_folder(tmp_path):

@@ -56,25 +56,29 @@ def methods(budget) -> dict[str, Any]:
 # ---- the adversarial images: notebook 09's strongest attack, re-crafted --------------------------------
 def strongest(records: list[dict[str, Any]], defence: Defence, jobs: list[Job], eps: float) -> tuple[Job, dict[str, Any]]:
     """The job among `jobs` at `eps` whose notebook-09 record (mean over draws, all images) has the
-    lowest accuracy for `defence`, and that record."""
+    lowest accuracy for `defence`, and that record. Every such job must have been measured: the
+    strongest of a partial set is not the strongest attack."""
     want = {**defence.setting(), "subset": "all", "score": MEAN}
-    best = None
+    found, missing = [], []
     for job in jobs:
         if job.attack is None or canonical_eps(job.eps) != canonical_eps(eps) or job.subset != "all":
             continue
         spec = job.attack.spec(job.eps)
-        for r in records:
-            s = r["setting"]
-            if (r["metric"] == "accuracy" and r["attack"] == spec and canonical_eps(r["eps"]) == canonical_eps(eps)
-                    and r["model_hash"] == defence.classifier.config_hash
-                    and all(s.get(k) == v for k, v in {**want, **job.threat.setting()}.items() if k != "draws")):
-                if best is None or r["value"] < best[1]["value"]:
-                    best = (job, r)
-    if best is None:
-        raise LookupError(f"no notebook-09 record of an attack at eps {eps:.4g} on {defence.row!r} "
-                          f"(model hash {defence.classifier.config_hash}): run notebook 09 in this profile first "
-                          f"(python -m replication.runner --profile <profile> 09)")
-    return best
+        match = [r for r in records
+                 if r["metric"] == "accuracy" and r["attack"] == spec and canonical_eps(r["eps"]) == canonical_eps(eps)
+                 and r["model_hash"] == defence.classifier.config_hash
+                 and all(r["setting"].get(k) == v for k, v in {**want, **job.threat.setting()}.items())]
+        if match:
+            found.append((job, match[0]))
+        else:
+            missing.append(f"{spec['name']}-{spec['steps']} x EOT-{spec['eot']} ({job.threat.label})")
+    if missing:
+        raise LookupError(f"notebook 09 has not measured {len(missing)} attack(s) at eps {eps:.4g} on {defence.row!r} "
+                          f"(model hash {defence.classifier.config_hash}): {'; '.join(missing)}. Run notebook 09 in this "
+                          f"profile to the end first (python -m replication.runner --profile <profile> 09).")
+    if not found:
+        raise LookupError(f"no attack at eps {eps:.4g} in the plan for {defence.row!r}")
+    return min(found, key=lambda jr: jr[1]["value"])
 
 
 def adversarial(defence: Defence, job: Job, record: dict[str, Any], split: Split, purification, seed: int,
@@ -125,12 +129,15 @@ def explain(defence: Defence, explainer, x: torch.Tensor, seed: int, batch_size:
 
 
 def unrelated(y: torch.Tensor, seed: int) -> torch.Tensor:
-    """(N,) a partner for each image: a seeded random image of another class."""
+    """(N,) a partner for each image: a seeded random image of another class (of another index
+    where every image has the same class)."""
     g = torch.Generator().manual_seed(seed)
     y = y.cpu()
     out = torch.empty(len(y), dtype=torch.long)
     for i in range(len(y)):
         others = torch.nonzero(y != y[i]).flatten()
+        if not len(others):
+            others = torch.tensor([j for j in range(len(y)) if j != i] or [i])
         out[i] = others[torch.randint(len(others), (1,), generator=g)]
     return out
 
@@ -159,11 +166,13 @@ def _make(run, defence: Defence, method: str, metric: str, value, n: int, datase
                        seed=run.seed, wall_time_s=wall, extra=extra or {})
 
 
-def stability(run, defence: Defence, method: str, explainer, x: torch.Tensor, adv: dict[str, Any], budget,
-              dataset: str = "cifar10", progress: bool = True) -> list[dict[str, Any]]:
+def stability(run, defence: Defence, method: str, explainer, split: Split, adv: dict[str, Any], budget,
+              progress: bool = True) -> list[dict[str, Any]]:
     """Table 2 for one (defence, method): every pair's SSIM, signed SSIM and Spearman (mean and 95%
     interval over images), the share of predictions the attack flipped, and the clean-vs-adversarial
-    SSIM split by flipped / kept. Reused from the results file when already measured."""
+    SSIM split by flipped / kept, on the images of `split` (adv["adv"]: their adversarial versions).
+    Reused from the results file when already measured."""
+    x, dataset = to_float(split.x), split.name
     job = adv["job"]
     spec = job.attack.spec(job.eps)
     extra_attack = {"threat": job.threat.label}
@@ -177,7 +186,7 @@ def stability(run, defence: Defence, method: str, explainer, x: torch.Tensor, ad
     clean = explain(defence, explainer, x, seed, budget.batch_size, progress)
     attacked = explain(defence, explainer, adv["adv"], seed + 1, budget.batch_size, progress)
     rerun = explain(defence, explainer, x, seed + 2, budget.batch_size, progress)
-    partner = unrelated(clean.predicted, seed)
+    partner = unrelated(split.y, seed)
     flipped = (clean.predicted != attacked.predicted).numpy()
     per_pair = {PAIRS[0]: pair_scores(clean, attacked), PAIRS[1]: pair_scores(clean, rerun),
                 PAIRS[2]: pair_scores(clean, clean, partner)}
@@ -334,4 +343,4 @@ def imagenet_rows(run, split: Split, model: torch.nn.Module, weights: str | None
                                  seed=run.seed + s).cpu())
     adv = {"adv": torch.cat(advs), "job": job}
     return [r for name, ex in explainers.items()
-            for r in stability(run, d, name, ex, x, adv, budget, dataset=split.name, progress=progress)]
+            for r in stability(run, d, name, ex, split, adv, budget, progress=progress)]
