@@ -81,17 +81,31 @@ def strongest(records: list[dict[str, Any]], defence: Defence, jobs: list[Job], 
     return min(found, key=lambda jr: jr[1]["value"])
 
 
-def adversarial(defence: Defence, job: Job, record: dict[str, Any], split: Split, purification, seed: int,
+def adversarial(defence: Defence, job: Job, record: dict[str, Any], split: Split, purification, seed: int, store: str,
                 progress: bool = True) -> dict[str, Any]:
     """Re-craft `job` on `split` exactly as notebook 09 did (same seeds and batches) and compare the
-    per-image correct-draw counts with its `record`. Returns the images and the agreement."""
+    per-image correct-draw counts with its `record`. Returns the images and the agreement. Cached
+    under .cache/adversarial/<store>/ (an interrupted notebook does not craft twice)."""
+    from ..cache import stable_hash, tensor_file_memo
+    from ..paths import cache_dir
+
     k = int(record["setting"]["draws"])
-    res = ad.run_attack(job.attack, job.threat, job.eps, split, denoiser=defence.denoiser and defence.denoiser.model,
-                        config=defence.config, classifier=defence.classifier.model, k=k, seed=seed,
-                        batch_size=purification.batch_size, progress=progress, max_batch=purification.max_batch, keep=True)
+    key = {"defence": defence.setting(), "model_hash": defence.classifier.config_hash, "attack": job.attack.spec(job.eps),
+           "threat": job.threat.setting(), "eps": canonical_eps(job.eps), "seed": seed, "k": k,
+           "images": stable_hash(split.x.cpu().numpy().tobytes().hex()), "labels": split.y.tolist(),
+           "batch_size": purification.batch_size, "max_batch": purification.max_batch}
+
+    def compute():
+        res = ad.run_attack(job.attack, job.threat, job.eps, split, denoiser=defence.denoiser and defence.denoiser.model,
+                            config=defence.config, classifier=defence.classifier.model, k=k, seed=seed,
+                            batch_size=purification.batch_size, progress=progress, max_batch=purification.max_batch,
+                            keep=True)
+        return {"adv": res["adv"], "counts": res["counts"], "craft_s": torch.tensor(res["craft_s"])}
+
+    res = tensor_file_memo(cache_dir() / "adversarial" / store / f"{stable_hash(key)}.pt", compute)
     theirs = ad.from_hex(record["extra"]["correct_draws"])
     ours = res["counts"].numpy()
-    return {"adv": res["adv"], "job": job, "record": record, "craft_s": res["craft_s"],
+    return {"adv": res["adv"], "job": job, "record": record, "craft_s": float(res["craft_s"]),
             "reproduced": {"same counts": float((ours == theirs).mean()), "accuracy now": float((ours / k).mean()),
                            "accuracy in 09": record["value"]}}
 
