@@ -164,6 +164,11 @@ def pair_scores(a: Maps, b: Maps, partner: torch.Tensor | None = None) -> dict[s
             "attribution_spearman": sal.spearman(a.magnitude, b.magnitude[idx])}
 
 
+def _num(v):
+    """A float for a record, None where it is undefined (NaN)."""
+    return None if v is None or v != v else float(v)
+
+
 def _have(run, model_hash: str) -> dict[str, dict[str, Any]]:
     """Records of the results file measured on the model with `model_hash` (a retrained model's are stale)."""
     if not results_path(run.experiment, run.profile.name).exists():
@@ -214,12 +219,12 @@ def stability(run, defence: Defence, method: str, explainer, split: Split, adv: 
         else:
             v = per_pair[p][m]
             mean, lo, hi, n = sal.interval(v)
-            extra = {"ci_low": lo, "ci_high": hi, "n_finite": n}
+            extra = {"ci_low": _num(lo), "ci_high": _num(hi), "n_finite": n}
             if p == PAIRS[0]:
-                extra.update({"flipped": sal.interval(v[flipped])[0] if flipped.any() else None,
-                              "kept": sal.interval(v[~flipped])[0] if (~flipped).any() else None,
-                              "per_image": [round(float(u), 4) for u in v]})
-            t.update(value=mean, extra=extra, wall_time_s=round(wall, 2))
+                extra.update({"flipped": _num(sal.interval(v[flipped])[0]) if flipped.any() else None,
+                              "kept": _num(sal.interval(v[~flipped])[0]) if (~flipped).any() else None,
+                              "per_image": [_num(round(float(u), 4)) for u in v]})
+            t.update(value=_num(mean), extra=extra, wall_time_s=round(wall, 2))
         recs.append(t)
     save_records(run.experiment, run.profile.name, recs, run.provenance())
     return run.add(recs)
@@ -254,7 +259,7 @@ def grounding(run, defence: Defence, method: str, explainer, data: Grounded, bud
             t.update(value=values[m], wall_time_s=round(maps.seconds, 2))
         elif m in values:
             mean, lo, hi, _ = sal.interval(values[m])
-            t.update(value=mean, n=n_kept, extra={"ci_low": lo, "ci_high": hi})
+            t.update(value=_num(mean), n=n_kept, extra={"ci_low": _num(lo), "ci_high": _num(hi)})
         else:  # no image followed the mask's class: nothing to score
             t.update(n=0, extra={"reason": "the defence never predicts the masked pixels' class"})
         recs.append(t)
