@@ -7,9 +7,9 @@ maps" come from. Two constructions make one exist:
   the square of another class; where the shortcut model predicts the square's class, the square is
   what decided the prediction, so its 16 pixels are the ground truth;
 - **pasted object**: a CIFAR-10 image shrunk to `size` x `size` and pasted at a random position onto
-  the full image of another class (the background). The label is the object's; the background's
-  class is never the label, so only the object is predictive, and a model that reads the
-  background is wrong. The pasted square is the ground truth.
+  the full image of another class (the background). The label is the object's; the background
+  never shows the label's class (at most it rules one class of ten out), so a model that reads it
+  is wrong, and the object is the only positive evidence. The pasted square is the ground truth.
 
 These are our constructions, not the paper's data.
 """
