@@ -49,4 +49,4 @@ bench: $(STAMP)
 
 # Clean means clean: the smoke profile's results, figures, checkpoints, resume states and caches.
 clean-smoke:
-	rm -rf results/smoke figures/smoke checkpoints/smoke .cache/resume/smoke .cache/identification/smoke
+	rm -rf results/smoke figures/smoke checkpoints/smoke .cache/resume/smoke .cache/identification/smoke .cache/adversarial/smoke

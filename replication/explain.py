@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .progress import bar
-from .segments import pool
+from .segments import pool, to_pixels
 
 
 def lime_masks(n_samples: int, n_features: int, seed: int) -> np.ndarray:
@@ -233,13 +233,29 @@ class LimeExplainer:
     chunk: int = 64
     progress: bool = False
     name: str = "lime"
+    grid_cell: int = 4        # pixel maps: LIME on grid superpixels of grid_cell x grid_cell pixels
 
     def segment_attributions(self, model, x, y, segments, counts, seed):
         return lime(model, x, y, segments, counts, self.n_samples, seed, chunk=self.chunk, progress=self.progress,
                     hide_color=self.hide_color, kernel=self.kernel, width=self.width, alpha=self.alpha).beta
 
+    def pixel_attributions(self, model, x, y, seed):
+        """(B,1,H,W): each pixel carries its grid cell's beta."""
+        segments, counts = grid_segments(x, self.grid_cell)
+        return to_pixels(self.segment_attributions(model, x, y, segments, counts, seed).to(segments.device),
+                         segments)[:, None]
+
     def key(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("chunk", "progress")}
+        # grid_cell shapes only pixel maps, which are never cached: keys stay those of earlier runs
+        return {k: v for k, v in asdict(self).items() if k not in ("chunk", "progress", "grid_cell")}
+
+
+def grid_segments(x: torch.Tensor, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same grid of cell x cell superpixels for every image of x (B,3,H,W): (B,H,W), counts (B,)."""
+    h, w = x.shape[-2:]
+    rows, cols = torch.arange(h) // cell, torch.arange(w) // cell
+    seg = rows[:, None] * ((w + cell - 1) // cell) + cols[None, :]
+    return seg.expand(len(x), h, w).contiguous(), torch.full((len(x),), int(seg.max()) + 1)
 
 
 @dataclass(frozen=True)
@@ -251,6 +267,27 @@ class CaptumExplainer:
     n_steps: int = 32                      # IG steps / GradientShap samples / KernelShap samples
     internal_batch_size: int = 256
     name: str = "integrated_gradients"
+    grid_cell: int = 4                     # KernelShap's pixel maps: grid superpixels of this size
+
+    def _pixels(self, model, x, y, seed):
+        import captum.attr as ca
+
+        torch.manual_seed(seed)
+        x = x.detach()
+        if self.method == "integrated_gradients":
+            return ca.IntegratedGradients(model).attribute(x, target=y, baselines=torch.zeros_like(x), n_steps=self.n_steps,
+                                                           internal_batch_size=self.internal_batch_size).detach()
+        base = torch.stack([torch.zeros_like(x[0]), torch.ones_like(x[0])])
+        return ca.GradientShap(model).attribute(x, baselines=base, target=y, n_samples=self.n_steps).detach()
+
+    def pixel_attributions(self, model, x, y, seed):
+        """(B,C,H,W) for IG and GradientShap; (B,1,H,W) grid-cell values for KernelShap."""
+        if self.method == "kernel_shap":
+            segments, counts = grid_segments(x, self.grid_cell)
+            return to_pixels(self.segment_attributions(model, x, y, segments, counts, seed), segments)[:, None]
+        if self.method not in ("integrated_gradients", "gradient_shap"):
+            raise ValueError(f"Unknown captum method {self.method!r}: integrated_gradients, gradient_shap or kernel_shap")
+        return self._pixels(model, x, y, seed)
 
     def segment_attributions(self, model, x, y, segments, counts, seed):
         import captum.attr as ca
@@ -258,13 +295,8 @@ class CaptumExplainer:
         f_max = int(counts.max())
         torch.manual_seed(seed)
         x = x.detach()
-        if self.method == "integrated_gradients":
-            attr = ca.IntegratedGradients(model).attribute(x, target=y, baselines=torch.zeros_like(x),
-                                                           n_steps=self.n_steps,
-                                                           internal_batch_size=self.internal_batch_size)
-        elif self.method == "gradient_shap":
-            base = torch.stack([torch.zeros_like(x[0]), torch.ones_like(x[0])])
-            attr = ca.GradientShap(model).attribute(x, baselines=base, target=y, n_samples=self.n_steps)
+        if self.method in ("integrated_gradients", "gradient_shap"):
+            attr = self._pixels(model, x, y, seed)
         elif self.method == "kernel_shap":
             ks = ca.KernelShap(model)
             out = torch.zeros(len(x), f_max)
@@ -280,4 +312,4 @@ class CaptumExplainer:
         return pool(attr.detach().sum(1), segments, f_max)
 
     def key(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "internal_batch_size"}
+        return {k: v for k, v in asdict(self).items() if k not in ("internal_batch_size", "grid_cell")}

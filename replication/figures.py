@@ -442,3 +442,65 @@ def attack_bars(df, eps255: float, defences: list[str]):
         ax.set(xlabel="accuracy (%)", title=f"{name} @ {eps255:g}/255", xlim=(0, 100))
     fig.tight_layout()
     return fig
+
+
+def map_examples(clean, adv, maps: dict[str, tuple["object", "object"]], masks=None, title: str = ""):
+    """Columns: images. Rows: the clean image, the adversarial one, then for each label its clean and
+    adversarial magnitude maps (saliency.magnitude); `masks` (optional, (k,H,W)) outline the ground truth."""
+    rows = ["clean", "adversarial"] + [f"{m}\n{w}" for m in maps for w in ("clean", "adv.")]
+    n = len(clean)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.25 * n, 1.3 * len(rows)), squeeze=False)
+    for i in range(n):
+        _show(axes[0, i], clean[i])
+        _show(axes[1, i], adv[i])
+        r = 2
+        for a, b in maps.values():
+            for m in (a, b):
+                axes[r, i].imshow(m[i].cpu().numpy(), cmap="magma", vmin=0, vmax=1)
+                if masks is not None:
+                    axes[r, i].contour(masks[i].cpu().numpy().astype(float), levels=[0.5], colors="cyan", linewidths=0.6)
+                axes[r, i].axis("off")
+                r += 1
+    for r, name in enumerate(rows):
+        axes[r, 0].text(-3, 16, name, ha="right", va="center", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def stability_bars(table, metric_label: str = "SSIM of magnitude maps"):
+    """Per (defence, method): clean-vs-adversarial SSIM with its 95% interval, and the two floors as
+    markers (same image with another seed: the method's noise; unrelated images: chance);
+    `table`: stability.table2."""
+    t = table.reset_index()
+    labels = [f"{d} · {m}" for d, m in zip(t.defence, t.method)]
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(t) + 1.2))
+    y = range(len(t))
+    v = t["clean vs adversarial"].to_numpy()
+    ax.barh(y, v, xerr=[v - t["CI low"].to_numpy(), t["CI high"].to_numpy() - v], capsize=2, color="#4c72b0",
+            label="clean vs adversarial (95%)")
+    ax.scatter(t["same clean image, two seeds"], y, marker="|", s=120, color="#dd8452", zorder=3, label="same image, two seeds")
+    ax.scatter(t["unrelated clean images"], y, marker="x", s=25, color="0.3", zorder=3, label="unrelated images")
+    ax.set_yticks(list(y), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel=metric_label, xlim=(min(0, float(t["unrelated clean images"].min()) - 0.05), 1.02))
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def grounding_bars(table):
+    """Top-|mask| IoU per (construction, defence, method) with a random map's IoU as a marker;
+    `table`: stability.table3."""
+    t = table.reset_index()
+    fig, axes = plt.subplots(1, t.construction.nunique(), figsize=(5.2 * t.construction.nunique(), 0.3 * len(t) + 1.6),
+                             squeeze=False)
+    for ax, (c, g) in zip(axes[0], t.groupby("construction", sort=False)):
+        y = range(len(g))
+        ax.barh(y, g.saliency_iou, color="#55a868", label="IoU, top-|mask| pixels")
+        ax.scatter(g.saliency_iou_random_map, y, marker="x", color="0.3", zorder=3, label="random map")
+        ax.set_yticks(list(y), [f"{d} · {m}" for d, m in zip(g.defence, g.method)], fontsize=7)
+        ax.invert_yaxis()
+        ax.set(xlabel="IoU with the ground truth", title=c, xlim=(0, 1))
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -111,3 +111,22 @@ def paper_b_table1_beside(ours: pd.DataFrame) -> pd.DataFrame:
     wide = paper.pivot(index="method", columns="model", values="cifar10")
     wide.columns = [f"paper {c}" for c in wide.columns]
     return wide.join(ours, how="left")
+
+
+def _paper_b_columns(table: str) -> pd.DataFrame:
+    """Paper B's Table 2 or 3 (one row per model, one column per method) turned to one row per method."""
+    paper = pd.DataFrame(reference("b")[table]).set_index("model").T
+    paper.columns = [f"paper {c}" for c in paper.columns]
+    paper.index.name = "method"
+    return paper
+
+
+def paper_b_table2_beside(ours: pd.DataFrame) -> pd.DataFrame:
+    """Paper B's Table 2 (SSIM of clean vs adversarial attributions; its models ResNet-50 and
+    WideResNet-28-10) beside ours; `ours`: one row per paper method (SHAP / LIME / ALDE)."""
+    return _paper_b_columns("table2_ssim_clean_vs_adversarial_attributions").join(ours, how="left")
+
+
+def paper_b_table3_beside(ours: pd.DataFrame) -> pd.DataFrame:
+    """Paper B's Table 3 (IoU with "ground truth saliency") beside ours, one row per paper method."""
+    return _paper_b_columns("table3_iou_with_ground_truth_saliency").join(ours, how="left")

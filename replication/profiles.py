@@ -154,6 +154,20 @@ class PurificationBudget:
 
 
 @dataclass(frozen=True)
+class StabilityBudget:
+    # Table 2 runs on notebook 09's images (purification.n_images): its attacks are re-crafted there
+    ig_steps: int               # Integrated Gradients: path steps (captum n_steps)
+    shap_samples: int           # GradientShap: noisy baseline samples per image
+    lime_samples: int           # LIME: perturbations per image (grid superpixels)
+    lime_cell: int              # LIME's grid superpixel: cell x cell pixels
+    batch_size: int             # images per attribution call
+    iou_images: int             # Table 3: test images per ground-truth construction (before filtering)
+    pasted_n_train: int | None  # the pasted-object training set (null: every training image)
+    pasted_epochs: int          # the pasted-object classifier's epochs (from scratch)
+    at_epochs: int              # FGSM-RS fine-tune of each ground-truth model (its PGD-AT version)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -173,6 +187,7 @@ class Profile:
     diffusion: DiffusionBudget
     adversarial: AdversarialBudget
     purification: PurificationBudget
+    stability: StabilityBudget
     datasets: tuple[str, ...]
     commit_checkpoints: bool  # list the zoo's finished checkpoints in checkpoints/MANIFEST.json
 
@@ -192,7 +207,8 @@ class Profile:
 SECTIONS = {"pgd": AttackBudget, "lime": LimeBudget, "identify": IdentifyBudget, "shortcut": ShortcutBudget,
             "refine": RefineBudget, "bound": BoundBudget, "corruptions": CorruptionBudget,
             "curves": CurveBudget, "diffusion": DiffusionBudget,
-            "adversarial": AdversarialBudget, "purification": PurificationBudget}
+            "adversarial": AdversarialBudget, "purification": PurificationBudget,
+            "stability": StabilityBudget}
 
 
 def _build(cls, raw: Any, where: str):

@@ -342,6 +342,30 @@ def _render_09(profile: str) -> list[str]:
     return out
 
 
+def _render_10(profile: str) -> list[str]:
+    from .paper_b import stability
+    from .papers import paper_b_table2_beside, paper_b_table3_beside
+    from .results import load_results, results_path
+
+    if not results_path("10_attribution_stability", profile).exists():
+        return []
+    df = stability.frame(load_results("10_attribution_stability", profile)["records"])
+    if not len(df):
+        return []
+    runs = query(profile, "10_attribution_stability")
+    out = [f"\n**Notebook 10, profile `{profile}`** (Paper B Tables 2-3; {_runs_line(runs)}). SSIM of magnitude maps, "
+           "clean vs adversarial (each defence's strongest notebook-09 attack at 8/255), beside the method's own noise "
+           "(same image, another seed) and chance (unrelated images). Paper B's numbers are its own:\n"]
+    t2 = stability.table2(df)
+    out += [_md(paper_b_table2_beside(stability.table2_ours(t2)).round(3)), "\nEvery defence and method:\n", _md(t2.round(3))]
+    if df.construction.notna().any():
+        t3 = stability.table3(df)
+        out += ["\nIoU of the top-|mask| pixels with a ground truth of our construction (not the paper's data), "
+                "beside a random map's:\n", _md(paper_b_table3_beside(stability.table3_ours(t3)).round(3)),
+                "\n", _md(t3.round(3))]
+    return out
+
+
 def _render_bench(profile: str) -> list[str]:
     df = query(profile, "bench")
     if not len(df):
@@ -355,7 +379,7 @@ def _render_bench(profile: str) -> list[str]:
 
 def render(profile: str) -> str:
     out = (_render_01(profile) + _render_02(profile) + _render_03(profile) + _render_04(profile) + _render_05(profile)
-           + _render_06(profile) + _render_07(profile) + _render_08(profile) + _render_09(profile) + _render_bench(profile))
+           + _render_06(profile) + _render_07(profile) + _render_08(profile) + _render_09(profile) + _render_10(profile) + _render_bench(profile))
     return "\n".join(out) if out else f"(no results for profile {profile} yet)"
 
 

@@ -33,7 +33,12 @@ ZOO = {
     "resnet18_cifar10_pgdat": Entry("resnet18", "cifar10", "PGD adversarial training (cpu: FGSM-RS fine-tune)"),
     "resnet50_cifar10_pgdat": Entry("resnet50", "cifar10", "PGD adversarial training, Paper B's ResNet-50 rows"),
     "wrn28_10_cifar10_pgdat": Entry("wrn28_10", "cifar10", "PGD adversarial training, Paper B's WideResNet-28-10 rows"),
+    # notebook 10's models with a saliency ground truth (grounded.py), and their PGD-AT fine-tunes
+    "resnet18_cifar10_pasted": Entry("resnet18", "cifar10", "trained on pasted-object CIFAR-10 (grounded.py)"),
+    "resnet18_cifar10_pasted_pgdat": Entry("resnet18", "cifar10", "FGSM-RS fine-tune of the pasted-object model"),
+    "resnet18_cifar10_shortcut_pgdat": Entry("resnet18", "cifar10", "FGSM-RS fine-tune of the planted-shortcut model"),
 }
+PASTE_SIZE = 16  # the pasted object's side in pixels (a quarter of the image's area)
 BASELINES = ("resnet18_cifar10", "resnet18_cifar100", "resnet50_cifar10")  # notebook 01, in training order
 
 
@@ -48,6 +53,27 @@ def shortcut_data(profile: Profile, seed: int = 0) -> tuple[Planted, Planted, Pl
     return planted_cifar10(profile.shortcut.rate, profile.n_train, profile.n_test, seed)
 
 
+def pasted_data(profile: Profile, seed: int = 0):
+    """The pasted-object CIFAR-10 (training set, test set) the pasted model is trained and tested on."""
+    from .grounded import pasted_cifar10
+
+    return pasted_cifar10(profile.stability.pasted_n_train, profile.n_test, PASTE_SIZE, seed)
+
+
+# the training data (and its cache name) of the zoo models trained on a modified CIFAR-10
+VARIANTS = {"resnet18_cifar10_shortcut": lambda p: f"shortcut-correlated-rate{p.shortcut.rate}",
+            "resnet18_cifar10_pasted": lambda p: f"pasted{PASTE_SIZE}"}
+
+
+def variant_data(base: str, profile: Profile, seed: int = 0):
+    """(train, test) splits of a VARIANTS model: what it was trained on, and its own test set."""
+    if base == "resnet18_cifar10_shortcut":
+        planted = shortcut_data(profile, seed)
+        return planted[0].split, planted[1].split
+    train, test = pasted_data(profile, seed)
+    return train.split, test.split
+
+
 def get(name: str, profile: Profile, seed: int = 0, progress: bool = True,
         planted: tuple[Planted, Planted, Planted] | None = None) -> TrainResult:
     """The trained model `name` at `profile`'s scale (trained now, or loaded from its checkpoint)."""
@@ -55,14 +81,25 @@ def get(name: str, profile: Profile, seed: int = 0, progress: bool = True,
     if name.endswith("_pgdat"):
         from .paper_b.alde import adversarial_training
 
-        return adversarial_training(e.arch, profile, seed, progress=progress)
+        base = name[: -len("_pgdat")]
+        if base not in VARIANTS:
+            return adversarial_training(e.arch, profile, seed, progress=progress)
+        train, test = variant_data(base, profile, seed)
+        return adversarial_training(e.arch, profile, seed, progress=progress, base=base, data=(train, test),
+                                    n_train=len(train), epochs=profile.stability.at_epochs,
+                                    data_variant=VARIANTS[base](profile))
     test = load_split(e.dataset, train=False, n=profile.n_test, seed=seed)
     budget = profile.models[e.arch]
+    if name == "resnet18_cifar10_pasted":
+        train, test = variant_data(name, profile, seed)
+        cfg = config_for(e.arch, e.dataset, budget, n_train=profile.stability.pasted_n_train, seed=seed,
+                         epochs=profile.stability.pasted_epochs, data_variant=VARIANTS[name](profile))
+        return train_model(cfg, name, profile.name, train, test, manifest=profile.commit_checkpoints, progress=progress)
     if name == "resnet18_cifar10_shortcut":
         # fewer epochs than the baseline: the squares are learnt first
         train = (planted or shortcut_data(profile, seed))[0].split
         cfg = config_for(e.arch, e.dataset, budget, n_train=profile.n_train, seed=seed,
-                         epochs=profile.shortcut.epochs, data_variant=f"shortcut-correlated-rate{profile.shortcut.rate}")
+                         epochs=profile.shortcut.epochs, data_variant=VARIANTS[name](profile))
     else:
         train = load_split(e.dataset, train=True, n=profile.n_train, seed=seed)
         cfg = config_for(e.arch, e.dataset, budget, n_train=profile.n_train, seed=seed)

@@ -162,3 +162,19 @@ def test_side_by_side_measurement_resumes_and_scores_every_job(isolated_store):
     assert {c["check"] for c in checks} and all(c["pass"] in (True, False, None) for c in checks)
     run.add([])
     again.check(monotone=())
+
+
+def test_projected_cost_orders_the_attacks_and_scales_with_eot():
+    from replication.paper_b import ddpm, defences
+    from replication.profiles import get_profile
+
+    P = get_profile("smoke")
+    t = defences.projected_cost(P, ddpm.PurifierConfig(0.1, 2, "ddpm"), 8 / 255, [0.01], 64 / 255, sustained_tflops=1.0)
+    at8 = t[t["eps (/255)"] == 8.0].set_index(["attack", "threat"]).PFLOP
+    pgd = f"PGD-{P.purification.pgd_steps}"
+    assert at8[(pgd, "exact gradients, fixed noise")] > at8[(pgd, "BPDA")] > at8[(pgd, "PGD on the classifier alone")]
+    clean = float(t[t.attack == "clean"].PFLOP.iloc[0])  # scoring alone: every job pays it once
+    eot = P.purification.eot
+    assert at8[(f"{pgd} x EOT-{eot}", "exact gradients + EOT")] - clean == pytest.approx(
+        eot * (at8[(pgd, "exact gradients, fixed noise")] - clean))
+    assert t["projected hours"].sum() == pytest.approx(t.PFLOP.sum() * 1e15 / 1e12 / 3600)

@@ -145,13 +145,13 @@ def wilson(p: float, n: int) -> tuple[float, float]:
 
 def run_attack(attack: Attack | None, threat: Threat, eps: float | None, split: Split, *, denoiser, config,
                classifier, k: int, seed: int, batch_size: int, fixed_seed: int = 0, progress: bool = True,
-               max_batch: int = 1024) -> dict[str, Any]:
+               max_batch: int = 1024, keep: bool = False) -> dict[str, Any]:
     """Craft adversarial images batch by batch (attack None: the clean images) and score them on
     the deployed defence with k draws. Returns per-image counts of correct draws, and the wall time
-    split into crafting and scoring."""
+    split into crafting and scoring; `keep`: the adversarial images too ("adv", float in [0, 1])."""
     target = attacked_model(threat, denoiser, config, classifier, fixed_seed=fixed_seed)
     defence = deployed(denoiser, config, classifier)
-    counts, fixed_counts, t_craft, t_score = [], [], 0.0, 0.0
+    counts, fixed_counts, kept, t_craft, t_score = [], [], [], 0.0, 0.0
     fixed = Defended(Purifier(denoiser, replace(config, seed=fixed_seed, checkpoint=False)), classifier) \
         if denoiser is not None and threat.noise == "fixed" else None
     with eval_mode(classifier), eval_mode(target), eval_mode(defence):
@@ -160,6 +160,8 @@ def run_attack(attack: Attack | None, threat: Threat, eps: float | None, split: 
             t0 = time.perf_counter()
             adv = x if attack is None else craft(attack, target, x, y, eps, seed=seed + s, max_batch=max_batch)
             t1 = time.perf_counter()
+            if keep:
+                kept.append(adv.detach().cpu())
             counts.append(correct_draws(defence, adv, y, k, seed + 1))
             if fixed is not None:  # the deterministic defence the attack was made against, scored as such
                 fixed_counts.append(correct_draws(fixed, adv, y, 1, 0))
@@ -167,4 +169,6 @@ def run_attack(attack: Attack | None, threat: Threat, eps: float | None, split: 
     out = {"counts": torch.cat(counts), "craft_s": t_craft, "score_s": t_score}
     if fixed_counts:
         out["fixed_counts"] = torch.cat(fixed_counts)
+    if keep:
+        out["adv"] = torch.cat(kept)
     return out

@@ -272,3 +272,54 @@ def cost_table(df: pd.DataFrame) -> pd.DataFrame:
     g = d.groupby(["defence", "attack", "threat"], sort=False).agg(**{"attack min": ("attack min", "sum"), "passes": ("passes", "sum")})
     g["image-iterations per s"] = g.passes / (60 * g["attack min"]).clip(lower=1e-9)
     return g.drop(columns="passes")
+
+
+# ---- what the `full` plan would cost (a projection, not a measurement) --------------------------------
+def forward_flops(model: torch.nn.Module, *inputs) -> int:
+    """FLOPs of one forward pass (torch's FlopCounterMode: convolutions and matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(*inputs)
+    return int(fc.get_total_flops())
+
+
+def projected_cost(profile, config: PurifierConfig, eps: float, eps_grid: list[float], large_eps: float, *,
+                   sustained_tflops: float, measured: pd.DataFrame | None = None) -> pd.DataFrame:
+    """ALDE's attack plan at `profile` (jobs_for, the ALDE row) in FLOPs, and hours at an assumed
+    `sustained_tflops`. An attack step costs, per image and EOT sample: exact gradients 3x a forward
+    through the sampler's network evaluations and the classifier (forward + backward); BPDA a
+    purifier forward and 3x the classifier; the classifier alone 3x the classifier. Scoring costs one
+    forward per image and purifier draw. `measured` (frame() of a run at this profile): adds the
+    minutes that run took and the FLOP rate it achieved, the check on the formula."""
+    from ..models import build_model
+    from .ddpm import build
+
+    B, A = profile.purification, profile.adversarial
+    x = torch.zeros(1, 3, 32, 32)
+    u = forward_flops(build(profile.diffusion).eval(), x, torch.tensor([100]))
+    c = forward_flops(build_model(A.archs[0], 10, profile.models[A.archs[0]].width).eval(), x)
+    nfe = config.nfe
+    step = {"exact": 3 * (nfe * u + c), "bpda": nfe * u + 3 * c, "classifier": 3 * c}
+    d = Defence("ALDE", "projection", TrainResult(None, [], None, True, ""), TrainResult(None, [], None, True, ""), config)
+    rows = []
+    for job in jobs_for(d, B, eps, eps_grid, large_eps):
+        n = B.n_images
+        steps = 0 if job.attack is None else job.attack.steps * job.attack.eot * job.attack.restarts
+        flops = n * steps * step[job.threat.gradient] + n * B.draws * (nfe * u + c)
+        rows.append({"attack": "clean" if job.attack is None else f"{job.attack.name.upper()}-{job.attack.steps}"
+                     + (f" x EOT-{job.attack.eot}" if job.attack.eot > 1 else ""),
+                     "threat": "-" if job.attack is None else job.threat.label,
+                     "eps (/255)": None if job.eps is None else round(job.eps * 255, 2), "PFLOP": flops / 1e15,
+                     "projected hours": flops / (sustained_tflops * 1e12) / 3600})
+    out = pd.DataFrame(rows)
+    if measured is not None:
+        m = measured[(measured.defence == "ALDE") & (measured.subset == "all") & (measured.score == MEAN)
+                     & (measured.t_star == config.t_star) & (measured.nfe == nfe)]
+        m = m.assign(seconds=60 * m["attack min"] + m.score_s)[["attack", "threat", "eps (/255)", "seconds"]]
+        out = out.merge(m, on=["attack", "threat", "eps (/255)"], how="left")
+        out["measured min"] = out.seconds / 60
+        out["achieved TFLOP/s"] = out.PFLOP * 1e3 / out.seconds
+        out = out.drop(columns="seconds")
+    out.attrs.update(unet_gflops=u / 1e9, classifier_gflops=c / 1e9, sustained_tflops=sustained_tflops)
+    return out
