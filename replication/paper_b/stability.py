@@ -370,3 +370,29 @@ def imagenet_rows(run, split: Split, model: torch.nn.Module, weights: str | None
     adv = {"adv": torch.cat(advs), "job": job}
     return [r for name, ex in explainers.items()
             for r in stability(run, d, name, ex, split, adv, budget, progress=progress)]
+
+
+# ---- Table 3's data and defences ---------------------------------------------------------------------------
+GROUND_TRUTH_MODELS = {"planted square": "resnet18_cifar10_shortcut", "pasted object": "resnet18_cifar10_pasted"}
+
+
+def grounded_sets(profile, seed: int, n: int) -> dict[str, Grounded]:
+    """The first n test images of each ground-truth construction (grounded.py)."""
+    from .. import zoo
+    from ..grounded import planted_square
+
+    sets = {"planted square": planted_square(zoo.shortcut_data(profile, seed)[2]), "pasted object": zoo.pasted_data(profile, seed)[1]}
+    return {c: g.select(torch.arange(min(n, len(g)))) for c, g in sets.items()}
+
+
+def ground_truth_defences(profile, seed: int, grounded: dict[str, Grounded], denoiser, config):
+    """(defence, data) pairs of Table 3: each construction's undefended model, its PGD-AT fine-tune,
+    and that behind the purifier (ALDE)."""
+    from .. import zoo
+
+    for c, data in grounded.items():
+        name = GROUND_TRUTH_MODELS[c]
+        clf, adv_clf = zoo.get(name, profile, seed), zoo.get(f"{name}_pgdat", profile, seed)
+        for d in (Defence("undefended", name, clf), Defence("PGD-AT", f"{name}_pgdat", adv_clf),
+                  Defence("ALDE", f"{name}_pgdat", adv_clf, denoiser, config)):
+            yield d, data
