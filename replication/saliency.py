@@ -54,19 +54,22 @@ def signed(maps: torch.Tensor, q: float = CLIP_Q) -> torch.Tensor:
     return (a / _scale(a.abs(), q)[:, None, None]).clamp(-1, 1)
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, win_size: int = WIN) -> np.ndarray:
-    """(B,) SSIM of maps a[i] and b[i] (B,H,W), scikit-image's definition (module docstring)."""
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, win_size: int = WIN,
+         sample_covariance: bool = True) -> np.ndarray:
+    """(B,) SSIM of maps a[i] and b[i] (B,H,W), scikit-image's definition (module docstring).
+    sample_covariance=False gives the population-covariance variant that ssim_torchmetrics computes."""
     from skimage.metrics import structural_similarity
 
     a, b = a.detach().double().cpu().numpy(), b.detach().double().cpu().numpy()
     if a.shape != b.shape or a.ndim != 3:
         raise ValueError(f"ssim wants two (B,H,W) stacks of the same shape, got {a.shape} and {b.shape}")
-    return np.array([structural_similarity(p, t, data_range=data_range, win_size=win_size) for p, t in zip(a, b)])
+    return np.array([structural_similarity(p, t, data_range=data_range, win_size=win_size,
+                                           use_sample_covariance=sample_covariance) for p, t in zip(a, b)])
 
 
 def ssim_torchmetrics(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, win_size: int = WIN) -> np.ndarray:
     """The cross-check: torchmetrics' SSIM (uniform window) per pair, averaged over the interior
-    windows as scikit-image does. Equals `ssim` computed with population covariance."""
+    windows as scikit-image does. Equals `ssim(..., sample_covariance=False)`."""
     from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
 
     p = a.detach().double().cpu()[:, None]
@@ -75,15 +78,6 @@ def ssim_torchmetrics(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0,
                       reduction="none", return_full_image=True)
     r = (win_size - 1) // 2
     return full[:, 0, r:-r, r:-r].flatten(1).mean(1).numpy()
-
-
-def ssim_population(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, win_size: int = WIN) -> np.ndarray:
-    """`ssim` with population covariance: the quantity ssim_torchmetrics computes."""
-    from skimage.metrics import structural_similarity
-
-    a, b = a.detach().double().cpu().numpy(), b.detach().double().cpu().numpy()
-    return np.array([structural_similarity(p, t, data_range=data_range, win_size=win_size, use_sample_covariance=False)
-                     for p, t in zip(a, b)])
 
 
 def _ranks(x: torch.Tensor) -> torch.Tensor:
