@@ -268,6 +268,10 @@ class CaptumExplainer:
     internal_batch_size: int = 256
     name: str = "integrated_gradients"
     grid_cell: int = 4                     # KernelShap's pixel maps: grid superpixels of this size
+    # GradientShap has no internal batching: captum runs images x samples at once (1,600 ResNet-50
+    # passes for 50 images x 32 samples exhausted 24 GB). It gets images in calls of at most this many
+    # passes; the draws depend on the split, so it is part of the key.
+    shap_batch: int = 256
 
     def _pixels(self, model, x, y, seed):
         import captum.attr as ca
@@ -278,7 +282,15 @@ class CaptumExplainer:
             return ca.IntegratedGradients(model).attribute(x, target=y, baselines=torch.zeros_like(x), n_steps=self.n_steps,
                                                            internal_batch_size=self.internal_batch_size).detach()
         base = torch.stack([torch.zeros_like(x[0]), torch.ones_like(x[0])])
-        return ca.GradientShap(model).attribute(x, baselines=base, target=y, n_samples=self.n_steps).detach()
+        per_call = max(1, self.shap_batch // self.n_steps)
+        gs, y = ca.GradientShap(model), torch.as_tensor(y)
+        state = np.random.get_state()  # captum draws GradientShap's baselines and alphas from numpy's global RNG
+        np.random.seed(seed % 2**32)
+        try:
+            return torch.cat([gs.attribute(x[i:i + per_call], baselines=base, target=y[i:i + per_call],
+                                           n_samples=self.n_steps).detach() for i in range(0, len(x), per_call)])
+        finally:
+            np.random.set_state(state)
 
     def pixel_attributions(self, model, x, y, seed):
         """(B,C,H,W) for IG and GradientShap; (B,1,H,W) grid-cell values for KernelShap."""
