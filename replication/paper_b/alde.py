@@ -57,11 +57,6 @@ def draws_correct(defended: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, k
     return torch.stack(out)
 
 
-def mean_and_worst(correct: torch.Tensor) -> tuple[float, float]:
-    """From draws_correct: accuracy averaged over draws, and the share correct under every draw."""
-    return float(correct.float().mean()), float(correct.all(0).float().mean())
-
-
 def pgd_at_loss(eps: float, alpha: float, steps: int):
     """Eq 3 as a train.BatchLoss: cross-entropy on L-inf PGD examples (random start) made against
     the model being trained (Madry et al. 2018)."""
@@ -72,17 +67,6 @@ def pgd_at_loss(eps: float, alpha: float, steps: int):
         logits = model(adv)
         return F.cross_entropy(logits.float(), y), logits
     return loss
-
-
-def attack_then_score(attacked: torch.nn.Module, defended: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                      attack, eps: float, *, k: int, seed: int) -> dict[str, torch.Tensor]:
-    """Craft adversarial images with `attack` (an attacks.Attack) against `attacked` (the classifier
-    alone, BPDA, or the defended pipeline itself), then score them on `defended` with k purifier
-    draws. Returns the adversarial images and the correctness under each draw, clean and
-    adversarial ((k, N) each)."""
-    torch.manual_seed(seed)
-    adv = attack(attacked, x, y, eps, seed=seed)
-    return {"adv": adv.detach(), "clean": draws_correct(defended, x, y, k, seed), "adversarial": draws_correct(defended, adv.detach(), y, k, seed + 1)}
 
 
 # ---- the PGD-AT classifier (eq 3) -----------------------------------------------------------------
