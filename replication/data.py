@@ -44,6 +44,15 @@ def num_classes(name: str) -> int:
     return DATASETS[name][1]
 
 
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000}  # torchvision's training splits
+
+
+def subset_size(name: str, n: int | None) -> int:
+    """How many images load_split(name, train=True, n=n) holds, without loading it."""
+    _dataset_cls(name)
+    return TRAIN_IMAGES[name] if n is None else min(int(n), TRAIN_IMAGES[name])
+
+
 def md5_report(name: str, root: Path | None = None) -> dict[str, bool]:
     """File -> whether it matches torchvision's official md5."""
     cls = _dataset_cls(name)

@@ -2,21 +2,21 @@
 
 `context` is what a record needs besides the measurement: experiment, profile, run_id, model,
 model_hash and setting (`Run.context(...)` makes it). Records already in the experiment's file for
-the same trained model (model_hash), test subset, seed, attack and eps are reused, keeping the run
-that measured them, so a rerun (or an interrupted one) only computes what is missing.
+the same measurement (results.measurement_key: model hash, data, images, seed, setting, attack,
+eps) are reused, keeping the run that measured them, so a rerun (or an interrupted one) only
+computes what is missing, and one whose records are all present never builds its model.
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
-from .attacks import Attack
-from .cache import memo
+from .attacks import Attack, robust_mask
 from .data import Split, iterate_batches, to_float
 from .papers import eps_reading
-from .results import canonical_eps, load_results, make_record, results_path
+from .results import make_record, stored, stored_all
 from .progress import bar
 
 # The paper's grid (pixel scale, [0,1]) plus the standard 8/255 for comparison with the literature.
@@ -83,44 +83,67 @@ def robust_accuracy(model: torch.nn.Module, split: Split, attack: Attack, eps: f
     return _total(robust) / len(split)
 
 
-def _cached(context: dict[str, Any], split: Split, seed: int) -> dict[tuple, dict[str, Any]]:
-    """{(attack spec JSON, eps): record} of this trained model on this subset, from the results file."""
-    import json
+def robust_per_image(model: torch.nn.Module, split: Split, correct: torch.Tensor, *, eps: float, batch_size: int,
+                     batch_seed: Callable[[int, int], int], steps: int = 1, alpha: float | None = None,
+                     random_start: bool = False, restarts: int = 1, attack: Attack | None = None,
+                     seed: int = 0) -> torch.Tensor:
+    """Per image (on the CPU): correct clean and under every restart of the attack, early-stopped.
 
-    have: dict[tuple, dict[str, Any]] = {}
-    if context.get("model_hash") and results_path(context["experiment"], context["profile"]).exists():
-        for r in load_results(context["experiment"], context["profile"])["records"]:
-            if (r["metric"] == "accuracy" and r["model_hash"] == context["model_hash"] and r["seed"] == seed
-                    and r["n"] == len(split) and r["dataset"] == split.name):
-                have[(json.dumps(r["attack"], sort_keys=True), r["eps"])] = r
-    return have
+    The one batch loop of every per-image evaluation. FGSM / PGD (attack None, or an Attack named
+    fgsm / pgd without EOT) run as attacks.robust_mask: an image is fooled at its first fooling
+    iterate and leaves the batch, and a batch stops once no image is left. Other attacks (APGD,
+    Square, AutoAttack) run on the images still alive. The global RNG is seeded with
+    batch_seed(start, restart) before each batch and restart (the random start), so a measurement
+    is fixed by its seeds whatever else ran before it."""
+    device = next(model.parameters()).device
+    if attack is not None and attack.name in ("fgsm", "pgd") and attack.eot == 1:
+        steps, alpha, random_start, attack = attack.steps, attack.step_size(eps), attack.random, None
+    out = []
+    for start in range(0, len(split), batch_size):
+        x, y = to_float(split.x[start:start + batch_size]).to(device), split.y[start:start + batch_size].to(device)
+        alive = correct[start:start + batch_size].to(device).clone()
+        for r in range(restarts):
+            if not bool(alive.any()):
+                break
+            torch.manual_seed(batch_seed(start, r))
+            if attack is None:
+                alive &= robust_mask(model, x, y, eps, steps=steps, alpha=alpha, random_start=random_start, correct=alive)
+            else:
+                idx = alive.nonzero().flatten()
+                adv = attack(model, x[idx], y[idx], eps, n_classes=split.num_classes, seed=seed + r)
+                with torch.no_grad():
+                    ok = model(adv.to(device)).argmax(1) == y[idx]
+                alive[idx[~ok]] = False
+        out.append(alive.cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
 
-def evaluate(model: torch.nn.Module, split: Split, grid: dict[Attack, Iterable[float]], *, context: dict[str, Any],
+def model_of(tr: Any) -> torch.nn.Module:
+    """The module of a model handle: a TrainResult, a zoo.Lazy (built now) or a module itself."""
+    return tr if isinstance(tr, torch.nn.Module) else tr.model
+
+
+def evaluate(model: Any, split: Split, grid: dict[Attack, Iterable[float]], *, context: dict[str, Any],
              batch_size: int = 500, seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
     """One clean record, then one per (attack, eps) of `grid` ({Attack: [eps, ...]}, eps on [0,1]
-    pixels); values already measured for this model are reused (see the module docstring)."""
-    import json
+    pixels). Records already in the results file for the same measurement (results.stored) are
+    reused, keeping the run that measured them; `model` (a module, a TrainResult or a lazy zoo
+    model) is built only when a measurement is missing."""
+    jobs = [(None, None)] + [(a, float(e)) for a, eps in grid.items() for e in eps]
+    templates = [_record(context, split, seed, None if a is None else a.spec(e), e, None, None) for a, e in jobs]
+    found = stored_all(templates)
+    if found is not None:
+        return found
+    net = model_of(model).eval()
+    split = split.to(next(net.parameters()).device)
 
-    model.eval()
-    split = split.to(next(model.parameters()).device)
-    have = _cached(context, split, seed)
+    def measure(attack: Attack | None, eps: float | None) -> dict[str, Any]:
+        old = stored(_record(context, split, seed, None if attack is None else attack.spec(eps), eps, None, None))
+        if old is not None:
+            return old
+        t0 = time.perf_counter()
+        value = (clean_accuracy(net, split, batch_size) if attack is None
+                 else robust_accuracy(net, split, attack, eps, batch_size=batch_size, seed=seed))
+        return _record(context, split, seed, None if attack is None else attack.spec(eps), eps, value, time.perf_counter() - t0)
 
-    def reuse_or(attack_spec: dict | None, eps: float | None, measure) -> dict[str, Any]:
-        def lookup():
-            old = have.get((json.dumps(attack_spec, sort_keys=True), canonical_eps(eps)))
-            return old and _record(context, split, seed, attack_spec, eps, old["value"], old["wall_time_s"], old["run_id"])
-
-        def compute():
-            t0 = time.perf_counter()
-            value = measure()
-            return _record(context, split, seed, attack_spec, eps, value, time.perf_counter() - t0)
-
-        return memo(lookup, compute)[0]  # the results file is the store: Run.save writes it
-
-    records = [reuse_or(None, None, lambda: clean_accuracy(model, split, batch_size))]
-    jobs = [(a, float(e)) for a, eps in grid.items() for e in eps]
-    for attack, eps in bar(jobs, desc="attacks", enabled=progress):
-        records.append(reuse_or(attack.spec(eps), eps, lambda: robust_accuracy(
-            model, split, attack, eps, batch_size=batch_size, seed=seed)))
-    return records
+    return [measure(a, e) for a, e in bar(jobs, desc="attacks", enabled=progress)]

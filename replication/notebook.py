@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ import torch
 from .figures import save_figure, set_theme
 from .profiles import Profile, get_profile
 from .results import (make_record, metric_units, new_run_id, provenance, record_key, require_clean_tree,
-                      save_records, validate_record)
+                      save_records, stored, validate_record)
 
 FRACTION = "fraction"
 
@@ -76,6 +76,54 @@ class Run:
         self.records.append(rec)
         return rec
 
+    def record_once(self, compute: Callable[[], float | None | dict[str, Any]], *, model: str | None, data: str,
+                    metric: str, n: int, match_n: bool = True, **fields: Any) -> dict[str, Any]:
+        """run.record(...) of a measurement made only when the results file does not hold it yet
+        (results.stored: the stored record is appended, keeping the run that measured it).
+        compute() gives the value, or a dict of record fields (value, n, wall_time_s, extra)."""
+        own = {k: fields.pop(k) for k in ("model_hash", "attack", "eps", "eps_reading") if k in fields}
+        template = make_record(**self.context(model=model, model_hash=own.get("model_hash"), **fields), dataset=data,
+                               metric=metric, attack=own.get("attack"), eps=own.get("eps"),
+                               eps_reading=own.get("eps_reading"), value=None, n=int(n), seed=self.seed)
+        old = stored(template, match_n=match_n)
+        if old is not None:
+            self.records.append(old)
+            return old
+        t0 = time.perf_counter()
+        got = compute()
+        got = dict(got) if isinstance(got, dict) else {"value": got}
+        got.setdefault("wall_time_s", time.perf_counter() - t0)
+        return self.record(model=model, data=data, metric=metric, n=got.pop("n", n), **own, **got, **fields)
+
+    def train_time(self, tr: Any, *, model: str, data: str, extra: dict[str, Any] | None = None,
+                   with_history: bool = False, **setting: Any) -> dict[str, Any]:
+        """The train_time_s record of a trained model `tr` (its history is read, so a lazy model
+        built, only when the record is missing): the sum of its epochs' seconds, n = its epochs;
+        with_history: the per-epoch history in its extra."""
+        def compute():
+            secs = sum(h.get("epoch_time_s", 0) for h in tr.history)
+            more = {"history": tr.history} if with_history else {}
+            return {"value": secs, "n": len(tr.history), "wall_time_s": secs, "extra": {**(extra or {}), **more}}
+        return self.record_once(compute, model=model, model_hash=tr.config_hash, data=data, metric="train_time_s",
+                                n=0, match_n=False, **setting)
+
+    def figure_data(self, name: str, key: Any, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The tensors a figure draws, stored beside the results (results/<profile>/figure_data/
+        <name>-<hash of key>.safetensors, committed with them), so a rerun redraws the figure without
+        building a model or crafting an attack. `key`: what the tensors depend on (model hashes,
+        images, seeds)."""
+        from safetensors.torch import load_file, save_file
+
+        from .cache import atomic_write, stable_hash
+        from .paths import results_dir
+
+        path = results_dir(self.profile.name) / "figure_data" / f"{name}-{stable_hash(key)}.safetensors"
+        if path.exists():
+            return load_file(str(path))
+        tensors = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"key": json.dumps(key, sort_keys=True, default=str)}))
+        return tensors
+
     def add(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Append records a library function made from `run.context(...)`."""
         records = list(records)
@@ -100,10 +148,11 @@ class Run:
                           wall_time_s=round(time.perf_counter() - self.started, 2), run_id=self.run_id,
                           precision=resolve_precision("auto", self.device))
 
-    def save(self) -> Path:
+    def save(self, quiet: bool = False) -> Path:
         """Merge this run's records into results/<profile>/<experiment>.json (atomically)."""
         path = save_records(self.experiment, self.profile.name, self.records, self.provenance())
-        print(f"{len(self.records)} records -> results/{self.profile.name}/{path.name}")
+        if not quiet:
+            print(f"{len(self.records)} records -> results/{self.profile.name}/{path.name}")
         return path
 
     def check(self, *, metrics: Mapping[str, int] | None = None, slack_images: int = 2,

@@ -310,7 +310,7 @@ def _render_08(profile: str) -> list[str]:
             f"diffusers UNet trained {mins:.0f} min. PSNR (dB) of the one-shot x0 prediction from x_t on "
             f"{psnr['n'].iloc[0]} held-out test images, the main run beside two short runs that differ only in the "
             "timestep focus:\n", _md(wide),
-            f"\nThe baseline ResNet-18's clean accuracy (%) on purified clean test images, by t* and sampler:\n", _md(acc_w)]
+            "\nThe baseline ResNet-18's clean accuracy (%) on purified clean test images, by t* and sampler:\n", _md(acc_w)]
 
 
 def _render_09(profile: str) -> list[str]:

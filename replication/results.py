@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import yaml
 
@@ -117,6 +117,74 @@ def validate_record(rec: dict[str, Any]) -> None:
 
 def record_key(rec: dict[str, Any]) -> str:
     return json.dumps([rec[k] for k in KEY_FIELDS], sort_keys=True)
+
+
+# What describes a measurement: which trained model (its hash), on which data and images (dataset,
+# n, seed), in which setting, with which attack at which eps. Two records with the same measurement
+# key are the same measurement, so the second is never made: the one record-reuse rule of every
+# notebook (`Ledger`).
+MEASUREMENT_FIELDS = ("experiment", "profile", "model", "model_hash", "dataset", "setting", "metric", "attack",
+                      "eps", "seed", "n")
+
+
+def measurement_key(rec: dict[str, Any], fields: tuple[str, ...] = MEASUREMENT_FIELDS) -> str:
+    return json.dumps([canonical_eps(rec[k]) if k == "eps" else rec[k] for k in fields], sort_keys=True)
+
+
+_ANY_N = tuple(f for f in MEASUREMENT_FIELDS if f != "n")
+_LEDGERS: dict[Path, tuple[tuple[int, int], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]] = {}
+
+
+def _ledger(experiment: str, profile: str):
+    path = results_path(experiment, profile)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (None, {}, {})
+    stamp = (st.st_mtime_ns, st.st_size)
+    cached = _LEDGERS.get(path)
+    if cached is None or cached[0] != stamp:
+        records = load_results(experiment, profile)["records"]
+        cached = (stamp, {measurement_key(r): r for r in records}, {measurement_key(r, _ANY_N): r for r in records})
+        _LEDGERS[path] = cached
+    return cached
+
+
+def ledger(experiment: str, profile: str) -> dict[str, dict[str, Any]]:
+    """{measurement_key: record} of the experiment's results file ({} when there is none); read
+    again only when the file changed, so a loop may ask per measurement."""
+    return _ledger(experiment, profile)[1]
+
+
+def stored(template: dict[str, Any], *, match_n: bool = True) -> dict[str, Any] | None:
+    """The record already measured as `template` describes (a record, or a dict with the
+    MEASUREMENT_FIELDS; its value is ignored), keeping the run that measured it; else None.
+    match_n=False: for records whose n is an outcome (the images a score could be computed on),
+    not a choice of images; the images are then fixed by the dataset and the setting."""
+    _, by_key, any_n = _ledger(template["experiment"], template["profile"])
+    return by_key.get(measurement_key(template)) if match_n else any_n.get(measurement_key(template, _ANY_N))
+
+
+def stored_all(templates: Iterable[dict[str, Any]], *, match_n: bool = True) -> list[dict[str, Any]] | None:
+    """The stored records of every template, or None when any is missing."""
+    out = []
+    for t in templates:
+        r = stored(t, match_n=match_n)
+        if r is None:
+            return None
+        out.append(r)
+    return out
+
+
+def stored_where(experiment: str, profile: str, **where: Any) -> list[dict[str, Any]]:
+    """Stored records whose fields equal `where` (setting keys go in `setting`: a dict that must be
+    contained in the record's setting; `metric` may be a list)."""
+    setting = where.pop("setting", None) or {}
+    metrics = where.pop("metric", None)
+    metrics = None if metrics is None else set([metrics] if isinstance(metrics, str) else metrics)
+    return [r for r in ledger(experiment, profile).values()
+            if all(r[k] == v for k, v in where.items()) and (metrics is None or r["metric"] in metrics)
+            and all(r["setting"].get(k) == v for k, v in setting.items())]
 
 
 # What a reported number depends on: a change here, committed or not, changes the numbers. Outputs
@@ -224,8 +292,8 @@ def load_results(experiment: str, profile: str) -> dict[str, Any]:
                                 f"{experiment!r} in profile {profile!r} first.")
     doc = json.loads(path.read_text())
     if doc.get("schema_version") != SCHEMA_VERSION:
-        raise SchemaError(f"{path}: schema_version {doc.get('schema_version')} != {SCHEMA_VERSION}; files of "
-                          "schema 1 convert with `python -m replication.results_v1 " + str(path.parent) + "`")
+        raise SchemaError(f"{path}: schema_version {doc.get('schema_version')} != {SCHEMA_VERSION}; schema-1 files "
+                          "convert with the converter in git history (replication/results_v1.py before issue 26)")
     runs = {r["run_id"] for r in doc["runs"]}
     for rec in doc["records"]:
         validate_record(rec)
@@ -239,8 +307,8 @@ def save_records(experiment: str, profile: str, records: Iterable[dict[str, Any]
     """Merge `records` into the experiment's file (same key = replaced) and write it atomically.
 
     `run` is the provenance of the run that writes (with its run_id). Records keep the run that
-    measured them (a record reused from an earlier run keeps that run's id), and runs no record
-    points at any more are dropped."""
+    measured them (a record reused from an earlier run keeps that run's id, and so does one this run
+    made again with the same outcome), and runs no record points at any more are dropped."""
     require_clean_tree(profile)
     records = list(records)
     for rec in records:
@@ -270,7 +338,10 @@ def _merge_and_write(path: Path, experiment: str, profile: str, records: list[di
                      run: dict[str, Any]) -> Path:
     old = load_results(experiment, profile) if path.exists() else {"runs": [], "records": []}
     merged = {record_key(r): r for r in old["records"]}
-    merged.update({record_key(r): r for r in records})
+    for r in records:
+        before = merged.get(record_key(r))
+        if before is None or not _same_outcome(before, r):  # a rerun that reproduces a record keeps its run
+            merged[record_key(r)] = r
     runs = {r["run_id"]: r for r in old["runs"]}
     runs[run["run_id"]] = run
     used = {r["run_id"] for r in merged.values()}
@@ -281,6 +352,13 @@ def _merge_and_write(path: Path, experiment: str, profile: str, records: list[di
            "runs": [r for r in runs.values() if r["run_id"] in used], "records": list(merged.values())}
     atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
     return path
+
+
+def _same_outcome(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same record but for who measured it and how long it took (a summary recomputed from
+    stored records, or a measurement reproduced to the bit)."""
+    skip = ("run_id", "wall_time_s")
+    return {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
 
 
 ATTACK_COLUMNS = ("attack_steps", "attack_restarts", "attack_eot", "attack_step_size")

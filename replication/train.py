@@ -256,7 +256,7 @@ def _train(cfg: TrainConfig, name: str, store: str, model: torch.nn.Module, trai
     return TrainResult(final, history, path, False, key_hash(config))
 
 
-def train_model(cfg: TrainConfig, name: str, profile: str, train_split: Split, eval_split: Split | None = None,
+def train_model(cfg: TrainConfig, name: str, profile: str, train_split: Split | None, eval_split: Split | None = None,
                 *, extra_loss: ExtraLoss | None = None, batch_loss: BatchLoss | None = None,
                 init_model: torch.nn.Module | None = None, manifest: bool = False,
                 stop_after_epoch: int | None = None, progress: bool = True) -> TrainResult:
@@ -268,8 +268,11 @@ def train_model(cfg: TrainConfig, name: str, profile: str, train_split: Split, e
         raise ValueError("Pass extra_loss or batch_loss, not both.")
     if (extra_loss is None and batch_loss is None) != (cfg.extra_loss is None):
         raise ValueError("Pass extra_loss or batch_loss together with a cfg.extra_loss name (it keys the cache).")
-    if (init_model is None) != (cfg.init_from is None):
+    cached = checkpoint_path(name, cfg.to_dict(), profile).exists()
+    if (init_model is None) != (cfg.init_from is None) and not cached:  # loading needs no initial model
         raise ValueError("Pass init_model together with cfg.init_from (its config hash).")
+    if train_split is None and not cached:
+        raise ValueError(f"{name}: no checkpoint at {checkpoint_path(name, cfg.to_dict(), profile)} and no training data.")
     torch.manual_seed(cfg.seed)  # the initial weights follow the seed
     model = build_model(cfg.arch, cfg.num_classes, cfg.width, cfg.dataset)
     bf16 = _use_bf16(cfg, torch.device("cuda" if torch.cuda.is_available() else "cpu"))

@@ -135,16 +135,16 @@ def test_full_adversarial_training_and_the_alde_attacks_run(two_images, isolated
     from scratch (one step, batch 2), then ALDE's headline attacks (the full profile's PGD x EOT
     with exact gradients through the purifier, BPDA, fixed noise) for one iteration each on 2 images,
     with an untrained full-size DDPM, scored under the profile's draws."""
-    from replication import notebook
+    from replication import notebook, zoo
     from replication.data import Split
-    from replication.paper_b import alde, ddpm, defences
+    from replication.paper_b import ddpm, defences
 
     A = FULL.adversarial
     assert A.init == "scratch" and A.steps == 10 and "wrn28_10" in A.archs
-    monkeypatch.setattr("replication.data.load_split", lambda name, train, n=None, seed=0, device="cpu": two_images)
+    monkeypatch.setattr(zoo, "load_split", lambda name, train, n=None, seed=0, device="cpu": two_images)
     P = dataclasses.replace(FULL, adversarial=dataclasses.replace(A, epochs=1),
                             models={**FULL.models, "wrn28_10": dataclasses.replace(FULL.models["wrn28_10"], batch_size=2)})
-    tr = alde.adversarial_training("wrn28_10", P, 0, progress=False)
+    tr = zoo.adversarial_training("wrn28_10", P, 0, progress=False)
     assert len(tr.history) == 1 and tr.path.exists()
     B = dataclasses.replace(FULL.purification, pgd_steps=1, eot=2, light_eot=2, apgd_steps=1, apgd_eot=1, draws=2,
                             batch_size=2, max_batch=4)
@@ -169,10 +169,10 @@ def test_full_attribution_stability_and_grounding(two_images, isolated_store, mo
     """Notebook 10 at `full` settings: the full profile's methods (IG at its steps, GradientShap at
     its samples; LIME's samples shrink to 16) explaining the full-width ResNet-18 and it behind an
     untrained full-size DDPM, Table 2's pairs under a one-step PGD, Table 3 on pasted objects, and
-    the PGD-AT fine-tune of a ground-truth model (the `base` path of alde.adversarial_training)."""
+    the PGD-AT fine-tune of a ground-truth model (the `base` path of zoo.adversarial_training)."""
     from replication import grounded, notebook, zoo
     from replication.data import Split
-    from replication.paper_b import alde, ddpm, defences, stability
+    from replication.paper_b import ddpm, defences, stability
     from replication.paper_b import adaptive as ad
 
     S = dataclasses.replace(FULL.stability, lime_samples=16, batch_size=2)
@@ -195,9 +195,9 @@ def test_full_attribution_stability_and_grounding(two_images, isolated_store, mo
             assert [r["n"] for r in g if r["metric"] == "saliency_iou"] == [0]
     assert len(stability.table2(stability.frame(run.records))) == len(rows) * 3
 
-    monkeypatch.setattr(zoo, "get", lambda name, profile, seed=0, **kw: base)
+    monkeypatch.setattr(zoo, "lazy", lambda name, profile, seed=0, *a, **kw: zoo.Lazy(name, base.config_hash, lambda: base))
     P = dataclasses.replace(FULL, models={**FULL.models, "resnet18": dataclasses.replace(FULL.models["resnet18"], batch_size=2)})
     split = Split("cifar10-pasted16", True, pasted.split.x, pasted.split.y, 10)
-    tr = alde.adversarial_training("resnet18", P, 0, progress=False, base="resnet18_cifar10_pasted", data=(split, split),
+    tr = zoo.adversarial_training("resnet18", P, 0, progress=False, base="resnet18_cifar10_pasted", data=(split, split),
                                    n_train=2, epochs=1, data_variant="pasted16")
     assert len(tr.history) == 1 and tr.path.name.startswith("resnet18_cifar10_pasted_pgdat")

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from replication import hardware, profiles
 from replication.hardware import (OneDNNFaultError, SubsampledConv2d, check_onednn_safe, faulty_convs,

@@ -85,20 +85,55 @@ def test_mask_channel_follows_crop_and_flip():
         assert torch.equal((xb[:, :1] * 255).round(), aux)
 
 
+class _Masks:
+    """What algorithm1 reads of a study.Masks: its flags and pixel masks (counted when read)."""
+    reads = 0
+
+    def __init__(self, flags):
+        self._flags = flags
+
+    @property
+    def flags(self):
+        _Masks.reads += 1
+        return type("F", (), {"spurious": self._flags})()
+
+    @property
+    def lime(self):
+        return self._flags[:, :, None].float()
+
+
 def test_algorithm1_stops_on_convergence_or_the_round_limit():
     flags = torch.tensor([[True, False]])
     accs = iter([0.50, 0.505, 0.9])
 
-    def ident(_):
-        return flags, flags[:, :, None].float(), 0.5
+    def ident(_, r):
+        return _Masks(flags), 0.5
 
     out, hist = rf.algorithm1("m0", None, ident, lambda m, p, r: f"m{r}", lambda m, r: {"pgd": next(accs)},
                               rounds=5, robust_key="pgd", tol_acc=0.01, tol_jaccard=0.8)
-    assert out == "m2" and [h.converged for h in hist] == [False, True]
+    assert out == "m2" and [h.converged for h in hist] == [False, True] and hist[1].jaccard_to_previous == 1.0
     accs2 = iter([0.1, 0.3, 0.6])
     out, hist = rf.algorithm1("m0", None, ident, lambda m, p, r: f"m{r}", lambda m, r: {"pgd": next(accs2)},
                               rounds=3, robust_key="pgd")
     assert out == "m3" and not any(h.converged for h in hist)
+
+
+def test_algorithm1_reads_stored_rounds_back_without_identifying():
+    """A round whose records a run made is read back: its Jaccard and shares come from the records,
+    and no flags are computed (the identification never runs)."""
+    def rec(v):
+        return {"value": v}
+
+    stored = {1: {"flagged_segment_frac": rec(0.2), "flagged_pixel_frac": rec(0.1), "round_time_s": rec(5.0)},
+              2: {"flagged_segment_frac": rec(0.25), "flagged_pixel_frac": rec(0.12), "round_time_s": rec(6.0),
+                  "jaccard": rec(0.9)}}
+    accs = iter([0.50, 0.505])
+    _Masks.reads = 0
+    out, hist = rf.algorithm1("m0", None, lambda m, r: (_Masks(torch.tensor([[True]])), stored[r]),
+                              lambda m, p, r: f"m{r}", lambda m, r: {"pgd": next(accs)}, rounds=5, robust_key="pgd")
+    assert out == "m2" and [h.converged for h in hist] == [False, True] and _Masks.reads == 0
+    assert [h.flagged_segment_frac for h in hist] == [0.2, 0.25] and hist[1].jaccard_to_previous == 0.9
+    assert hist[0].stored is stored[1]
 
 
 def test_ablation_specs_cover_every_combination_and_the_controls():

@@ -3,8 +3,9 @@
 Each model is attacked on every (corruption, severity) set and on the uncorrupted subset the sets
 were made from (corruption "none", severity 0), at Paper A's eps 0.01 / 0.02 / 0.03 under both
 readings (pixel, normalised). An attacked accuracy is a `robust_accuracy` record: correct on the
-clean input and at every iterate (attacks.robust_mask; FGSM is its one-step case). Records of a
-model already in the results file for the same set, attack and eps are reused, and the file is
+clean input and at every iterate (attacks.robust_mask; FGSM is its one-step case). Records already
+in the results file for the same measurement (results.stored) are reused (the model is built only
+for a missing one), and the file is
 saved after each corruption, so an interrupted run resumes where it stopped.
 """
 from __future__ import annotations
@@ -18,13 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..attacks import eval_mode, robust_mask
 from ..cifar10c import CorruptedSets
-from ..data import Split, to_float
-from ..evaluate import correct_mask
+from ..data import Split
+from ..evaluate import correct_mask, model_of, robust_per_image
 from ..papers import PAPER_A_EPS, eps_reading, pixel_eps, reference
 from ..progress import bar
-from ..results import attack_spec, canonical_eps, load_results, make_record, results_path, save_records
+from ..results import attack_spec, canonical_eps, make_record, save_records, stored
 
 CLEAN_SET = ("none", 0)
 READINGS = ("pixel", "normalised")
@@ -48,25 +48,10 @@ def _seed(*parts: Any) -> int:
 
 def _measure(model, split: Split, correct: torch.Tensor, spec: dict[str, Any], eps: float, batch_size: int,
              seed: int) -> float:
-    device = next(model.parameters()).device
-    hits = 0
-    for start in range(0, len(split), batch_size):
-        x, y = to_float(split.x[start:start + batch_size]).to(device), split.y[start:start + batch_size].to(device)
-        torch.manual_seed(_seed(seed, start, spec, eps))  # the PGD random start
-        hits += int(robust_mask(model, x, y, eps, steps=spec["steps"], alpha=spec["step_size"],
-                                random_start=spec["name"] != "fgsm",
-                                correct=correct[start:start + batch_size].to(device)).sum())
-    return hits / len(split)
-
-
-def _have(context: dict[str, Any], n: int, seed: int) -> dict[str, dict[str, Any]]:
-    """This model's records already in the results file, by what identifies a measurement."""
-    if not results_path(context["experiment"], context["profile"]).exists():
-        return {}
-    return {_key(r["dataset"], r["setting"].get("corruption"), r["setting"].get("severity"), r["attack"], r["eps"]): r
-            for r in load_results(context["experiment"], context["profile"])["records"]
-            if r["model_hash"] == context["model_hash"] and r["n"] == n and r["seed"] == seed
-            and r["metric"] in ("accuracy", "robust_accuracy") and "corruption" in r["setting"]}
+    mask = robust_per_image(model, split, correct, eps=eps, batch_size=batch_size, steps=spec["steps"],
+                            alpha=spec["step_size"], random_start=spec["name"] != "fgsm",
+                            batch_seed=lambda start, r: _seed(seed, start, spec, eps))  # the PGD random start
+    return float(mask.sum()) / len(split)
 
 
 def _key(dataset, corruption, severity, attack, eps) -> str:
@@ -78,34 +63,39 @@ def evaluate_sets(run, model, *, model_name: str, model_hash: str, setting: dict
     """Clean accuracy and FGSM / PGD robust accuracy of `model` on every set (see the module docstring)."""
     ctx = run.context(model=model_name, model_hash=model_hash, **setting)
     n, seed = len(sets.clean), run.seed
-    have = _have(ctx, n, seed)
     names = list(dict.fromkeys(c for c, _ in sets.images))
     groups = [[CLEAN_SET]] + [[(c, s) for (c2, s) in sets.images if c2 == c] for c in names]
     jobs = [(None, None)] + [(spec, p["eps"]) for p in eps_points() for spec in attack_specs(pgd_steps, p["eps"]).values()]
+
+    def template(c, s, dataset, spec, eps):
+        is_clean = (c, s) == CLEAN_SET
+        return make_record(**{**ctx, "setting": {**ctx["setting"], "corruption": c, "severity": s,
+                                                 "source": "clean" if is_clean else sets.source}},
+                           dataset=dataset, metric="accuracy" if spec is None else "robust_accuracy", attack=spec,
+                           eps=eps, eps_reading=eps_reading(eps, "cifar10"), value=None, n=n, seed=seed)
+
     out: list[dict[str, Any]] = []
-    with eval_mode(model):
-        for group in bar(groups, desc=f"{model_name} sets", enabled=progress):
-            first = len(out)
-            for c, s in group:
-                is_clean = (c, s) == CLEAN_SET
-                split = sets.clean if is_clean else sets.split(c, s)
-                dataset = "cifar10" if is_clean else split.name
-                correct = None
-                for spec, eps in jobs:
-                    rec = have.get(_key(dataset, c, s, spec, eps))
-                    if rec is None:
-                        t0 = time.perf_counter()
-                        if correct is None:  # one clean pass per set, shared by every attack on it
-                            correct = correct_mask(model, split, batch_size)
-                        value = (correct.float().mean().item() if spec is None
-                                 else _measure(model, split, correct, spec, eps, batch_size, seed))
-                        rec = make_record(**ctx, dataset=dataset, metric="accuracy" if spec is None else "robust_accuracy",
-                                          attack=spec, eps=eps, eps_reading=eps_reading(eps, "cifar10"), value=value,
-                                          n=n, seed=seed, wall_time_s=time.perf_counter() - t0)
-                        rec["setting"] = {**rec["setting"], "corruption": c, "severity": s,
-                                          "source": "clean" if is_clean else sets.source}
-                    out.append(rec)
-            # merge this corruption's records into the file (earlier ones are there): resumable from here
+    net = None
+    for group in bar(groups, desc=f"{model_name} sets", enabled=progress):
+        first = len(out)
+        for c, s in group:
+            is_clean = (c, s) == CLEAN_SET
+            split = sets.clean if is_clean else sets.split(c, s)
+            correct = None
+            for spec, eps in jobs:
+                t = template(c, s, "cifar10" if is_clean else split.name, spec, eps)
+                rec = stored(t)
+                if rec is None:
+                    net = net or model_of(model).eval()  # built only when a measurement is missing
+                    t0 = time.perf_counter()
+                    if correct is None:  # one clean pass per set, shared by every attack on it
+                        correct = correct_mask(net, split, batch_size)
+                    value = (correct.float().mean().item() if spec is None
+                             else _measure(net, split, correct, spec, eps, batch_size, seed))
+                    rec = {**t, "value": value, "wall_time_s": time.perf_counter() - t0}
+                out.append(rec)
+        # merge this corruption's records into the file (earlier ones are there): resumable from here
+        if any(r["run_id"] == run.run_id for r in out[first:]):
             save_records(run.experiment, run.profile.name, out[first:], run.provenance())
     return out
 

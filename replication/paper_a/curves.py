@@ -26,15 +26,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..attacks import AUTOATTACK_STANDARD, Attack, eval_mode, robust_mask
-from ..data import Split, balanced_subset, to_float
-from ..evaluate import correct_mask
-from ..papers import eps_reading, normalised_eps_scale, pixel_eps
+from ..attacks import AUTOATTACK_STANDARD, Attack, eval_mode
+from ..data import Split, balanced_subset
+from ..evaluate import correct_mask, model_of, robust_per_image
+from ..papers import eps_reading, pixel_eps
 from ..progress import bar
-from ..results import canonical_eps, load_results, make_record, results_path, save_records
+from ..results import canonical_eps, load_results, make_record, results_path, save_records, stored
 from ..train import TrainResult
 from . import refine as rf
-from . import spurious as sp
 from .study import Study
 
 READINGS = ("pixel", "normalised")
@@ -70,10 +69,8 @@ def family(run, reading: str, seeds: list[int], *, eps: float = 0.03) -> dict[tu
     for row in FAMILY_ROWS:
         spec = s.specs[row]
         for seed in (seeds if row in SEEDED_ROWS else seeds[:1]):
-            pixels = (sp.pixel_masks(sp.random_flags(m.flags.spurious, m.scores.counts, seed), m.scores.segments)
-                      if spec.mask_source == "random" else m.lime)
             name = f"resnet18_cifar10_refine-{spec.key()}" + ("" if seed == run.seed else f"-seed{seed}")
-            tr = s.refine(base, spec, m.split, pixels, name, seed=seed)
+            tr = s.refine_with(base, spec, m, name, seed=seed, mask_seed=seed)
             out[(row, seed)] = Refined(tr, spec.setting(train_seed=seed, eps_reading=reading))
     return out
 
@@ -84,7 +81,7 @@ def models(run, seeds: list[int], *, eps: float = 0.03) -> dict[str, Refined]:
     from .. import zoo
 
     P = run.profile
-    found = [Refined(zoo.get("resnet18_cifar10", P, run.seed), {})]
+    found = [Refined(zoo.lazy("resnet18_cifar10", P, run.seed), {})]
     for reading in READINGS:
         found += list(family(run, reading, seeds, eps=eps).values())
     found += list(cifar100_models(run, eps=eps).values())
@@ -108,7 +105,7 @@ def cifar100_models(run, *, eps: float = 0.03) -> dict[str, Refined]:
     """The CIFAR-100 baseline and the full method (pixel reading, seed 0: notebook 04's row)."""
     s = Study(run, eps_train=eps_train_for("pixel", eps))
     m, base, full = s.masks_for("cifar100"), s.models["resnet18_cifar100"], s.specs[rf.FULL]
-    tr = s.refine(base, full, m.split, m.lime, f"resnet18_cifar100_refine-{full.key()}")
+    tr = s.refine_with(base, full, m, f"resnet18_cifar100_refine-{full.key()}")
     return {"baseline": Refined(base, {}, "cifar100"), "refined": Refined(tr, full.setting(), "cifar100")}
 
 
@@ -213,38 +210,12 @@ def _key(subset: str, spec: dict | None, eps: float | None) -> str:
     return json.dumps([subset, spec, canonical_eps(eps)], sort_keys=True)
 
 
-def _have(ctx: dict[str, Any], dataset: str, seed: int) -> dict[str, dict[str, Any]]:
-    if not results_path(ctx["experiment"], ctx["profile"]).exists():
-        return {}
-    return {_key(r["setting"]["subset"], r["attack"], r["eps"]): r
-            for r in load_results(ctx["experiment"], ctx["profile"])["records"]
-            if r["model_hash"] == ctx["model_hash"] and r["dataset"] == dataset and r["seed"] == seed
-            and "subset" in r["setting"] and "robust" in r.get("extra", {})}
-
-
 def robust(model, split: Split, correct: torch.Tensor, attack: Attack, eps: float, *, batch_size: int,
            seed: int) -> torch.Tensor:
     """Per image: correct clean and under every restart of `attack` at `eps` (see the module docstring)."""
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(split), batch_size):
-        x, y = to_float(split.x[start:start + batch_size]).to(device), split.y[start:start + batch_size].to(device)
-        alive = correct[start:start + batch_size].to(device).clone()
-        for r in range(attack.restarts if attack.random else 1):
-            if not bool(alive.any()):
-                break
-            torch.manual_seed(_seed(seed, start, attack.spec(eps), r))  # the random start, per batch and restart
-            if attack.name in ("fgsm", "pgd") and attack.eot == 1:
-                alive &= robust_mask(model, x, y, eps, steps=attack.steps, alpha=attack.step_size(eps),
-                                     random_start=attack.random, correct=alive)
-            else:
-                idx = alive.nonzero().flatten()
-                adv = attack(model, x[idx], y[idx], eps, n_classes=split.num_classes, seed=seed + r)
-                with torch.no_grad():
-                    ok = model(adv.to(device)).argmax(1) == y[idx]
-                alive[idx[~ok]] = False
-        out.append(alive.cpu())
-    return torch.cat(out)
+    return robust_per_image(model, split, correct, eps=eps, batch_size=batch_size, attack=attack, seed=seed,
+                            restarts=attack.restarts if attack.random else 1,
+                            batch_seed=lambda start, r: _seed(seed, start, attack.spec(eps), r))
 
 
 def measure(run, ref: Refined, split: Split, index: dict[str, torch.Tensor], jobs: list[Job], *,
@@ -255,35 +226,51 @@ def measure(run, ref: Refined, split: Split, index: dict[str, torch.Tensor], job
     an earlier job covered is that slice. Records of this model already in the results file are
     reused; the file is saved after each new measurement."""
     ctx = run.context(model=ref.name, model_hash=ref.tr.config_hash, **ref.setting)
-    have, seed, model = _have(ctx, split.name, run.seed), run.seed, ref.tr.model
+    seed = run.seed
     names = list(index)
     out: dict[str, dict[str, Any]] = {}
 
+    def template(subset, spec, eps, mask=None, wall=None, **extra):
+        return make_record(**{**ctx, "setting": {**ctx["setting"], "subset": subset}}, dataset=split.name,
+                           metric="accuracy" if spec is None else "robust_accuracy", attack=spec, eps=eps,
+                           eps_reading=eps_reading(eps, split.name), value=None if mask is None else float(mask.float().mean()),
+                           n=len(index[subset]), seed=seed, wall_time_s=wall,
+                           extra=None if mask is None else {"robust": to_hex(mask), **extra})
+
     def rec(subset, spec, eps, mask, wall, **extra):
-        r = make_record(**{**ctx, "setting": {**ctx["setting"], "subset": subset}}, dataset=split.name,
-                        metric="accuracy" if spec is None else "robust_accuracy", attack=spec, eps=eps,
-                        eps_reading=eps_reading(eps, split.name), value=float(mask.float().mean()), n=len(mask),
-                        seed=seed, wall_time_s=wall, extra={"robust": to_hex(mask), **extra})
+        r = template(subset, spec, eps, mask, wall, **extra)
         out[_key(subset, spec, eps)] = r
         return r
+
+    def have(subset, spec, eps):
+        r = stored(template(subset, spec, eps))
+        return r if r is not None and "robust" in r.get("extra", {}) else None
+
+    wanted = [(s_, None, None) for s_ in names] + [(j.subset, j.attack.spec(j.eps), canonical_eps(j.eps)) for j in jobs]
+    wanted += [(inner, j.attack.spec(j.eps), canonical_eps(j.eps)) for j in jobs for inner in names[names.index(j.subset) + 1:]]
+    wanted = list({json.dumps(w, sort_keys=True): w for w in wanted}.values())
+    found = [have(*w) for w in wanted]
+    if all(r is not None for r in found):  # every record is there: the model is not even built
+        return found
+    model = model_of(ref.tr)
 
     def slices(subset, spec, eps, mask):
         """The measurement on `subset` restricted to each subset nested in it (no new attack)."""
         made = []
         for inner in names[names.index(subset) + 1:]:
-            k = _key(inner, spec, eps)
-            if k in have:
-                out[k] = have[k]
+            k, old = _key(inner, spec, eps), have(inner, spec, eps)
+            if old is not None:
+                out[k] = old
                 continue
             pos = torch.searchsorted(index[subset], index[inner])  # inner's images within subset's
             made.append(rec(inner, spec, eps, mask[pos], None, sliced_from=subset))
         return made
 
     def measured(subset, spec, eps, compute):
-        k = _key(subset, spec, eps)
-        if k in have:
-            out[k] = have[k]
-            return torch.from_numpy(from_hex(have[k]["extra"]["robust"], have[k]["n"])), []
+        k, old = _key(subset, spec, eps), have(subset, spec, eps)
+        if old is not None:
+            out[k] = old
+            return torch.from_numpy(from_hex(old["extra"]["robust"], old["n"])), []
         t0 = time.perf_counter()
         mask = compute()
         extra = {"config": AUTOATTACK_CONFIG} if spec and spec["name"] in ("autoattack", "pyautoattack") else {}
@@ -292,7 +279,6 @@ def measure(run, ref: Refined, split: Split, index: dict[str, torch.Tensor], job
     def save(new):
         if new:
             save_records(run.experiment, run.profile.name, new, run.provenance())
-            have.update({_key(r["setting"]["subset"], r["attack"], r["eps"]): r for r in new})
 
     with eval_mode(model):
         correct, new = measured("all", None, None, lambda: correct_mask(model, split, batch_size))

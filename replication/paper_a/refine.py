@@ -19,7 +19,6 @@ and flips move mask and image together.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
@@ -31,7 +30,7 @@ from ..attacks import fgsm
 from ..data import Split
 from ..profiles import ModelBudget, RefineBudget
 from ..cache import stable_hash
-from ..train import TrainResult, config_for, train_model
+from ..train import TrainConfig, TrainResult, config_for, train_model
 from .spurious import images_key, jaccard
 
 
@@ -118,22 +117,32 @@ def with_masks(split: Split, spurious_pixels: torch.Tensor) -> Split:
     return Split(split.name, split.train, split.x, split.y, split.num_classes, aux)
 
 
-def masks_id(split: Split, pixels: torch.Tensor) -> str:
-    """Names a (training images, spurious masks) pair; part of the refined model's cache key."""
-    return f"masks-{images_key(split)}-{hashlib.sha1(pixels.cpu().numpy().tobytes()).hexdigest()[:12]}"
+def masks_id(split: Split, recipe: dict[str, Any]) -> str:
+    """Names a (training images, spurious masks) pair by how the masks are made (`recipe`: the
+    identified model's hash, the identification config, the reference, the explainer, the mask
+    source and its seed), not by their bytes, so a refined model's cache key is known before any
+    identification runs. Part of the refined model's config (data_variant)."""
+    return f"masks-{images_key(split)}-{stable_hash(recipe, 12)}"
+
+
+def refine_config(init_hash: str, spec: RefineSpec, train: Split, *, budget: RefineBudget, model: ModelBudget,
+                  masks_id: str, seed: int = 0) -> TrainConfig:
+    """The fine-tune's config: what its checkpoint and its records are keyed on."""
+    return config_for("resnet18", train.name.split("-")[0], model, seed=seed, epochs=budget.epochs,
+                      batch_size=budget.batch_size, lr=budget.lr, schedule="cosine", n_train=len(train),
+                      extra_loss=f"refine:{spec.key()}", init_from=init_hash, data_variant=masks_id)
 
 
 def refine(init: TrainResult, spec: RefineSpec, train: Split, *, budget: RefineBudget, model: ModelBudget,
-           store: str, name: str, masks_id: str, seed: int = 0, progress: bool = True) -> TrainResult:
+           store: str, name: str, masks_id: str, seed: int = 0, manifest: bool = False,
+           progress: bool = True) -> TrainResult:
     """Fine-tune `init` on `train` (with its masks as aux) with the spec's loss for `budget`'s epochs;
     `model` is the architecture's budget (width, precision). Cached like any model under
-    checkpoints/<store>/<name>-<hash> (store: the profile's name); these fine-tunes are regenerable
-    and not committed."""
-    cfg = config_for("resnet18", train.name.split("-")[0], model, seed=seed, epochs=budget.epochs,
-                     batch_size=budget.batch_size, lr=budget.lr, schedule="cosine", n_train=len(train),
-                     extra_loss=f"refine:{spec.key()}", init_from=init.config_hash, data_variant=masks_id)
+    checkpoints/<store>/<name>-<hash> (store: the profile's name); manifest=True lists it in
+    checkpoints/MANIFEST.json for committing (git-ignored otherwise: `git add -f` it)."""
+    cfg = refine_config(init.config_hash, spec, train, budget=budget, model=model, masks_id=masks_id, seed=seed)
     return train_model(cfg, name, store, train, None, batch_loss=RefinementLoss(spec),
-                       init_model=init.model, progress=progress)
+                       init_model=init.model, manifest=manifest, progress=progress)
 
 
 @dataclass
@@ -145,31 +154,40 @@ class Round:
     metrics: dict[str, float]
     wall_time_s: float
     converged: bool
+    stored: dict[str, dict[str, Any]] | None = None  # the round's identification records, when read back
 
 
-def algorithm1(base: TrainResult, spec: RefineSpec, identify_round: Callable[[TrainResult], tuple[Any, Any]],
-               refine_round: Callable[[TrainResult, Any, int], TrainResult],
-               evaluate_round: Callable[[TrainResult], dict[str, float]], *, rounds: int,
-               robust_key: str, tol_acc: float = 0.01, tol_jaccard: float = 0.8) -> tuple[TrainResult, list[Round]]:
+def algorithm1(base: TrainResult, spec: RefineSpec, identify_round: Callable[[Any, int], tuple[Any, Any]],
+               refine_round: Callable[[Any, Any, int], Any],
+               evaluate_round: Callable[[Any, int], dict[str, float]], *, rounds: int,
+               robust_key: str, tol_acc: float = 0.01, tol_jaccard: float = 0.8) -> tuple[Any, list[Round]]:
     """Algorithm 1: attribution -> identification -> refinement, repeated until the robust accuracy
     `robust_key` changes by less than `tol_acc` AND the flagged set's Jaccard index to the previous
     round is at least `tol_jaccard`, or `rounds` rounds have run.
 
-    identify_round(model) -> (flags (B,F) bool, pixel masks (B,H,W), flagged share of real segments);
-    refine_round(model, pixels, r) -> refined model; evaluate_round(model, r) -> metrics.
+    identify_round(model, r) -> (masks, flagged share of real segments, or the round's stored
+    records {metric: record} when a run made them: then nothing is identified); masks is a
+    study.Masks (lazy: .flags and .lime computed on first use); refine_round(model, masks, r) ->
+    refined model; evaluate_round(model, r) -> metrics.
     """
-    current, prev_flags, prev_rob, history = base, None, None, []
+    current, prev_masks, prev_rob, history = base, None, None, []
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
-        flags, pixels, seg_frac = identify_round(current)
-        current = refine_round(current, pixels, r)
+        masks, found = identify_round(current, r)
+        current = refine_round(current, masks, r)
         metrics = evaluate_round(current, r)
-        jac = None if prev_flags is None else jaccard(flags, prev_flags)
         rob = metrics[robust_key]
+        if isinstance(found, dict):
+            jac = found["jaccard"]["value"] if "jaccard" in found else None
+            seg_frac, pix_frac = found["flagged_segment_frac"]["value"], found["flagged_pixel_frac"]["value"]
+            wall, known = found["round_time_s"]["value"], found
+        else:
+            jac = None if prev_masks is None else jaccard(masks.flags.spurious, prev_masks.flags.spurious)
+            seg_frac, pix_frac = float(found), float(masks.lime.float().mean())
+            wall, known = time.perf_counter() - t0, None
         converged = prev_rob is not None and abs(rob - prev_rob) < tol_acc and jac is not None and jac >= tol_jaccard
-        history.append(Round(r, float(seg_frac), float(pixels.float().mean()), jac, metrics,
-                             time.perf_counter() - t0, converged))
-        prev_flags, prev_rob = flags, rob
+        history.append(Round(r, seg_frac, pix_frac, jac, metrics, wall, converged, known))
+        prev_masks, prev_rob = masks, rob
         if converged:
             break
     return current, history

@@ -270,7 +270,10 @@ def scores_for(model: torch.nn.Module, model_hash: str, split: Split, cfg: Ident
                reference: tuple[torch.nn.Module, str] | None = None, chunk: int = 50,
                progress: bool = True, explainer: Explainer | None = None) -> Scores:
     """Cached Scores of `model` on `split` (with the reference model's attributions and gradients, if
-    given); attributions from `explainer` (None: LIME at cfg's sample count), on both models."""
+    given); attributions from `explainer` (None: LIME at cfg's sample count), on both models. The
+    models may be lazy handles (zoo.Lazy): they are built only when the cache misses."""
+    from ..evaluate import model_of
+
     x, y = to_float(split.x.cpu()), split.y.cpu()
     img = images_key(split)
     how = {} if explainer is None else {"explainer": explainer.key()}  # LIME's keys stay as they were
@@ -280,9 +283,9 @@ def scores_for(model: torch.nn.Module, model_hash: str, split: Split, cfg: Ident
         ref_model, ref_hash = reference
         ref_key = {"model": ref_hash, "images": img, "cfg": cfg.to_dict(), "instability": False, **how}
         ref_scores = scores_cached(ref_key, profile, lambda: attribution_scores(
-            ref_model, x, y, cfg, instability=False, chunk=chunk, progress=progress, explainer=explainer))
+            model_of(ref_model), x, y, cfg, instability=False, chunk=chunk, progress=progress, explainer=explainer))
         segs = (ref_scores.segments, ref_scores.counts)
     key = {"model": model_hash, "reference": reference[1] if reference else None, "images": img,
            "cfg": cfg.to_dict(), **how}
     return scores_cached(key, profile, lambda: attribution_scores(
-        model, x, y, cfg, segments=segs, reference=ref_scores, chunk=chunk, progress=progress, explainer=explainer))
+        model_of(model), x, y, cfg, segments=segs, reference=ref_scores, chunk=chunk, progress=progress, explainer=explainer))

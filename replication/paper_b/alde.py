@@ -17,7 +17,6 @@ correctly), since one draw overstates robustness (DiffHammer, NeurIPS 2024).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .ddpm import Purifier
 
@@ -55,56 +54,6 @@ def draws_correct(defended: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, k
         torch.manual_seed(seed * 10_007 + i)
         out.append(defended(x).argmax(1) == y)
     return torch.stack(out)
-
-
-def pgd_at_loss(eps: float, alpha: float, steps: int):
-    """Eq 3 as a train.BatchLoss: cross-entropy on L-inf PGD examples (random start) made against
-    the model being trained (Madry et al. 2018)."""
-    from ..attacks import pgd
-
-    def loss(model, x, y, aux):
-        adv = pgd(model, x, y, eps, alpha, steps)
-        logits = model(adv)
-        return F.cross_entropy(logits.float(), y), logits
-    return loss
-
-
-# ---- the PGD-AT classifier (eq 3) -----------------------------------------------------------------
-def adversarial_training(arch: str, profile, seed: int = 0, *, steps: int | None = None, n_train: int | None = None,
-                         epochs: int | None = None, progress: bool = True, base: str | None = None,
-                         data: tuple | None = None, data_variant: str | None = None):
-    """Eq 3: `arch` trained on CIFAR-10 with cross-entropy on L-inf PGD examples at the profile's
-    adversarial budget (`steps` 1 with a random start and step 1.25 eps is FGSM-RS, the fast AT of
-    Wong et al. 2020); from the zoo's clean baseline (budget.init 'baseline', a fine-tune) or from
-    scratch. `steps` / `n_train` / `epochs` override the budget (the FGSM-RS vs PGD comparison).
-    `base` (a zoo name) with its (train, test) splits `data` and their `data_variant`: the PGD-AT
-    version of another zoo model, fine-tuned from it (notebook 10's ground-truth models)."""
-    from .. import zoo
-    from ..data import load_split
-    from ..train import config_for, train_model
-
-    A = profile.adversarial
-    steps = A.steps if steps is None else steps
-    alpha = A.step_size if steps > 1 else 1.25 * A.eps
-    n = profile.n_train if n_train is None else n_train
-    if data is None:
-        train = load_split("cifar10", train=True, n=n, seed=seed)
-        test = load_split("cifar10", train=False, n=profile.n_test, seed=seed)
-    else:
-        train, test = data
-    from_base = base is not None or A.init == "baseline"
-    init = zoo.get(base or f"{arch}_cifar10", profile, seed) if from_base else None
-    cfg = config_for(arch, "cifar10", profile.models[arch], n_train=n, seed=seed, epochs=epochs or A.epochs, lr=A.lr,
-                     schedule="cosine" if init is not None else "onecycle",
-                     extra_loss=f"pgd-at-eps{A.eps:.6g}-steps{steps}-alpha{alpha:.6g}",
-                     init_from=None if init is None else init.config_hash, data_variant=data_variant)
-    if base is not None:
-        name = f"{base}_pgdat"
-    else:
-        name = f"{arch}_cifar10_pgdat" + ("" if (n_train, epochs, steps) == (None, None, A.steps) else f"-steps{steps}-n{n}")
-    return train_model(cfg, name, profile.name, train, test, batch_loss=pgd_at_loss(A.eps, alpha, steps),
-                       init_model=None if init is None else init.model,
-                       manifest=profile.commit_checkpoints, progress=progress)
 
 
 # ---- ALDE's explanation ---------------------------------------------------------------------------

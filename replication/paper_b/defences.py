@@ -22,7 +22,8 @@ from ..attacks import Attack
 from ..data import Split
 from ..papers import eps_reading
 from ..progress import bar
-from ..results import canonical_eps, load_results, make_record, record_key, results_path, save_records
+from ..evaluate import model_of
+from ..results import canonical_eps, make_record, save_records, stored_all
 from ..train import TrainResult
 from . import adaptive as ad
 from .ddpm import PurifierConfig
@@ -52,6 +53,35 @@ class Defence:
         if self.purified:
             s.update({k: v for k, v in self.config.setting().items() if k != "purifier_noise"}, ddpm_hash=self.denoiser.config_hash)
         return s
+
+
+DEFENCES = ("ALDE", "purifier + undefended classifier", "PGD-AT", "undefended", "LIME refinement (Paper A)",
+               "SHAP refinement (Paper A, GradientShap)")
+
+
+def table1(run, denoiser: TrainResult, config: PurifierConfig) -> list[Defence]:
+    """Paper B's Table 1 rows and ALDE's parts as defences, in DEFENCES order: ALDE (the PGD-AT
+    classifier behind the purifier), the purifier in front of the undefended classifier, PGD-AT
+    alone, the undefended classifier, and Paper A's full refinement with LIME's and with
+    GradientShap's masks (Table 1's LIME / SHAP rows, our reading). Every classifier is lazy
+    (zoo.lazy, Study.refined_by): built only when a record of its defence is missing. Notebooks 09
+    and 10 both take their rows from here."""
+    from .. import zoo
+    from ..explain import CaptumExplainer
+    from ..paper_a.study import Study
+
+    P, seed = run.profile, run.seed
+    at_name = f"{P.adversarial.archs[0]}_cifar10_pgdat"
+    at, base = zoo.lazy(at_name, P, seed), zoo.lazy("resnet18_cifar10", P, seed)
+    study = Study(run)
+    shap = CaptumExplainer("gradient_shap", name="gradient_shap")
+    rows = [Defence(DEFENCES[0], at_name, at, denoiser, config),
+            Defence(DEFENCES[1], "resnet18_cifar10", base, denoiser, config),
+            Defence(DEFENCES[2], at_name, at),
+            Defence(DEFENCES[3], "resnet18_cifar10", base),
+            Defence(DEFENCES[4], "resnet18_cifar10", study.refined_by(None), setting_={"explainer": "lime"}),
+            Defence(DEFENCES[5], "resnet18_cifar10", study.refined_by(shap), setting_={"explainer": "gradient_shap"})]
+    return rows
 
 
 @dataclass(frozen=True)
@@ -128,19 +158,16 @@ def _records(run, defence: Defence, split: Split, job: Job, k: int, value: dict[
 def measure(run, defence: Defence, splits: dict[str, Split], jobs: list[Job], budget, *, progress: bool = True) -> list[dict[str, Any]]:
     """Every job on its subset (same images for every defence), scored with budget.draws purifier
     draws (one for an unpurified classifier); records already in the results file are reused."""
-    have = {}
-    if results_path(run.experiment, run.profile.name).exists():
-        have = {record_key(r): r for r in load_results(run.experiment, run.profile.name)["records"]}
     out = []
     for job in bar(jobs, desc=defence.row, enabled=progress):
         split = splits[job.subset]
         k = (job.draws or budget.draws) if defence.purified else 1
-        keys = [record_key(r) for r in _records(run, defence, split, job, k, None, None, None)]
-        if all(key in have for key in keys):
-            out += [have[key] for key in keys]
+        found = stored_all(_records(run, defence, split, job, k, None, None, None))
+        if found is not None:
+            out += found
             continue
         res = ad.run_attack(job.attack, job.threat, job.eps, split, denoiser=defence.denoiser and defence.denoiser.model,
-                            config=defence.config, classifier=defence.classifier.model, k=k, seed=run.seed,
+                            config=defence.config, classifier=model_of(defence.classifier), k=k, seed=run.seed,
                             batch_size=budget.batch_size, progress=progress, max_batch=budget.max_batch)
         value = ad.scores(res["counts"], k)
         if "fixed_counts" in res:
@@ -148,7 +175,6 @@ def measure(run, defence: Defence, splits: dict[str, Split], jobs: list[Job], bu
         extra = {"correct_draws": ad.to_hex(res["counts"]), "craft_s": round(res["craft_s"], 2), "score_s": round(res["score_s"], 2)}
         recs = _records(run, defence, split, job, k, value, extra, res["craft_s"] + res["score_s"])
         save_records(run.experiment, run.profile.name, recs, run.provenance())
-        have.update({record_key(r): r for r in recs})
         out += recs
     return run.add(out)
 

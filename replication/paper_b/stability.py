@@ -35,7 +35,7 @@ from ..explain import CaptumExplainer, LimeExplainer
 from ..grounded import Grounded
 from ..papers import eps_reading
 from ..progress import bar
-from ..results import canonical_eps, load_results, make_record, record_key, results_path, save_records
+from ..results import canonical_eps, make_record, save_records, stored_all
 from . import adaptive as ad
 from .alde import PurifiedExplainer
 from .ddpm import Purifier
@@ -81,33 +81,83 @@ def strongest(records: list[dict[str, Any]], defence: Defence, jobs: list[Job], 
     return min(found, key=lambda jr: jr[1]["value"])
 
 
-def adversarial(defence: Defence, job: Job, record: dict[str, Any], split: Split, purification, seed: int, store: str,
-                progress: bool = True) -> dict[str, Any]:
-    """Re-craft `job` on `split` exactly as notebook 09 did (same seeds and batches) and compare the
-    per-image correct-draw counts with its `record`. Returns the images and the agreement. Cached
-    under .cache/adversarial/<store>/ (an interrupted notebook does not craft twice)."""
-    from ..cache import stable_hash, tensor_file_memo
-    from ..paths import cache_dir
+class Crafted:
+    """Notebook 09's strongest attack on one defence (`job`, measured in `record`), re-crafted on
+    `split` exactly as notebook 09 did it (same seeds and batches) when first needed: the images
+    (.adv), the crafting time and the per-image agreement with 09's correct-draw counts
+    (.reproduced). Cached under .cache/adversarial/<store>/ (an interrupted notebook does not craft
+    twice); a notebook whose records are all present never crafts."""
 
-    k = int(record["setting"]["draws"])
-    key = {"defence": defence.setting(), "model_hash": defence.classifier.config_hash, "attack": job.attack.spec(job.eps),
-           "threat": job.threat.setting(), "eps": canonical_eps(job.eps), "seed": seed, "k": k,
-           "images": stable_hash(split.x.cpu().numpy().tobytes().hex()), "labels": split.y.tolist(),
-           "batch_size": purification.batch_size, "max_batch": purification.max_batch}
+    def __init__(self, defence: Defence, job: Job, record: dict[str, Any], split: Split, purification, seed: int,
+                 store: str, progress: bool = True):
+        self.defence, self.job, self.record, self.split = defence, job, record, split
+        self.purification, self.seed, self.store, self.progress = purification, seed, store, progress
+        self._res = None
 
-    def compute():
-        res = ad.run_attack(job.attack, job.threat, job.eps, split, denoiser=defence.denoiser and defence.denoiser.model,
-                            config=defence.config, classifier=defence.classifier.model, k=k, seed=seed,
-                            batch_size=purification.batch_size, progress=progress, max_batch=purification.max_batch,
-                            keep=True)
-        return {"adv": res["adv"], "counts": res["counts"], "craft_s": torch.tensor(res["craft_s"])}
+    def _get(self) -> dict[str, torch.Tensor]:
+        from ..cache import stable_hash, tensor_file_memo
+        from ..evaluate import model_of
+        from ..paths import cache_dir
 
-    res = tensor_file_memo(cache_dir() / "adversarial" / store / f"{stable_hash(key)}.pt", compute)
-    theirs = ad.from_hex(record["extra"]["correct_draws"])
-    ours = res["counts"].numpy()
-    return {"adv": res["adv"], "job": job, "record": record, "craft_s": float(res["craft_s"]),
-            "reproduced": {"same counts": float((ours == theirs).mean()), "accuracy now": float((ours / k).mean()),
-                           "accuracy in 09": record["value"]}}
+        if self._res is None:
+            d, job, B, k = self.defence, self.job, self.purification, int(self.record["setting"]["draws"])
+            key = {"defence": d.setting(), "model_hash": d.classifier.config_hash, "attack": job.attack.spec(job.eps),
+                   "threat": job.threat.setting(), "eps": canonical_eps(job.eps), "seed": self.seed, "k": k,
+                   "images": stable_hash(self.split.x.cpu().numpy().tobytes().hex()), "labels": self.split.y.tolist(),
+                   "batch_size": B.batch_size, "max_batch": B.max_batch}
+
+            def compute():
+                res = ad.run_attack(job.attack, job.threat, job.eps, self.split, denoiser=d.denoiser and d.denoiser.model,
+                                    config=d.config, classifier=model_of(d.classifier), k=k, seed=self.seed,
+                                    batch_size=B.batch_size, progress=self.progress, max_batch=B.max_batch, keep=True)
+                return {"adv": res["adv"], "counts": res["counts"], "craft_s": torch.tensor(res["craft_s"])}
+
+            self._res = tensor_file_memo(cache_dir() / "adversarial" / self.store / f"{stable_hash(key)}.pt", compute)
+        return self._res
+
+    @property
+    def adv(self) -> torch.Tensor:
+        return self._get()["adv"]
+
+    @property
+    def craft_s(self) -> float:
+        return float(self._get()["craft_s"])
+
+    @property
+    def reproduced(self) -> dict[str, float]:
+        k = int(self.record["setting"]["draws"])
+        ours, theirs = self._get()["counts"].numpy(), ad.from_hex(self.record["extra"]["correct_draws"])
+        return {"same counts": float((ours == theirs).mean()), "accuracy now": float((ours / k).mean()),
+                "accuracy in 09": self.record["value"]}
+
+
+def crafted(records09: list[dict[str, Any]], defence: Defence, jobs: list[Job], eps: float, split: Split, purification,
+            seed: int, store: str, progress: bool = True) -> Crafted:
+    """The (lazy) re-crafting of notebook 09's strongest attack at `eps` on `defence` (see `strongest`)."""
+    job, rec = strongest(records09, defence, jobs, eps)
+    return Crafted(defence, job, rec, split, purification, seed, store, progress)
+
+
+def reproduction(run, crafts: dict[str, Crafted]) -> pd.DataFrame:
+    """One attack_reproduced_share record per defence (the share of images whose correct-draw count
+    equals notebook 09's; read back when stored, so nothing is crafted then) and the table of them."""
+    rows = {}
+    for row, c in crafts.items():
+        d, job = c.defence, c.job
+
+        def compute(c=c):
+            rep = c.reproduced
+            return {"value": rep["same counts"], "wall_time_s": c.craft_s,
+                    "extra": {"accuracy now": rep["accuracy now"], "accuracy in 09": rep["accuracy in 09"]}}
+        r = run.record_once(compute, model=d.model, model_hash=d.classifier.config_hash, data="cifar10",
+                            metric="attack_reproduced_share", n=len(c.split), attack=job.attack.spec(job.eps), eps=job.eps,
+                            defence=d.row, threat=job.threat.label)
+        extra = r.get("extra", {})
+        rows[row] = {"attack": f"{job.attack.name.upper()}-{job.attack.steps} x EOT-{job.attack.eot}",
+                     "threat": job.threat.label, "same counts": 100 * r["value"],
+                     "accuracy now": 100 * extra.get("accuracy now", c.record["value"] if r["value"] == 1.0 else float("nan")),
+                     "accuracy in 09": 100 * c.record["value"], "craft min": (r["wall_time_s"] or 0) / 60}
+    return pd.DataFrame(rows).T
 
 
 # ---- explanations ---------------------------------------------------------------------------------------
@@ -122,7 +172,9 @@ class Maps:
 def explain(defence: Defence, explainer, x: torch.Tensor, seed: int, batch_size: int, progress: bool = True) -> Maps:
     """Maps of `explainer` for each image of x (N,3,H,W float) explaining the defence's prediction;
     a purified defence is explained on its purified input (module docstring). Batch b uses seed + b."""
-    clf = defence.classifier.model
+    from ..evaluate import model_of
+
+    clf = model_of(defence.classifier)
     ex = None
     if defence.purified:
         ex = PurifiedExplainer(explainer, Purifier(defence.denoiser.model, replace(defence.config, seed=None, checkpoint=False)))
@@ -140,6 +192,43 @@ def explain(defence: Defence, explainer, x: torch.Tensor, seed: int, batch_size:
             sgns.append(sal.signed(a))
             preds.append(p.cpu())
     return Maps(torch.cat(mags), torch.cat(sgns), torch.cat(preds), time.perf_counter() - t0)
+
+
+def example_maps(run, defences: list[Defence], methods: dict[str, Any], split: Split, crafts: dict[str, Crafted],
+                 k: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """The example figure's data: the first k images, the first defence's adversarial versions, and
+    per (defence, method) the magnitude maps on clean and adversarial images. Stored beside the
+    results (Run.figure_data): a rerun redraws without crafting or explaining."""
+    key = {"defences": [(d.row, d.classifier.config_hash) for d in defences], "methods": {m: ex.key() for m, ex in methods.items()},
+           "images": split.name, "n": len(split), "k": k, "seed": run.seed,
+           "attacks": {d.row: crafts[d.row].job.attack.spec(crafts[d.row].job.eps) for d in defences}}
+    names = [(d, m) for d in defences for m in methods]
+
+    def compute():
+        x = to_float(split.x[:k])
+        out = {"x": x, "adv": crafts[defences[0].row].adv[:k]}
+        for i, (d, m) in enumerate(names):
+            out[f"clean{i}"] = explain(d, methods[m], x, run.seed, k, progress=False).magnitude
+            out[f"adv{i}"] = explain(d, methods[m], crafts[d.row].adv[:k], run.seed + 1, k, progress=False).magnitude
+        return out
+
+    t = run.figure_data("10_map_examples", key, compute)
+    return t["x"], t["adv"], {f"{d.row} · {m}": (t[f"clean{i}"], t[f"adv{i}"]) for i, (d, m) in enumerate(names)}
+
+
+def grounded_examples(run, defence: Defence, methods: dict[str, Any], data: Grounded, k: int) -> dict[str, torch.Tensor]:
+    """The pasted-object figure's data: the first k images and each method's magnitude maps of
+    `defence` on them (stored beside the results, like example_maps)."""
+    key = {"defence": (defence.row, defence.classifier.config_hash), "methods": {m: ex.key() for m, ex in methods.items()},
+           "images": data.split.name, "k": k, "seed": run.seed}
+
+    def compute():
+        x = to_float(data.split.x[:k])
+        return {"x": x, "mask": data.mask[:k].float(),
+                **{f"map{i}": explain(defence, ex, x, run.seed, k, progress=False).magnitude for i, ex in enumerate(methods.values())}}
+
+    t = run.figure_data("10_pasted_examples", key, compute)
+    return {"x": t["x"], "mask": t["mask"] > 0.5, "maps": {m: t[f"map{i}"] for i, m in enumerate(methods)}}
 
 
 def unrelated(y: torch.Tensor, seed: int) -> torch.Tensor:
@@ -169,13 +258,6 @@ def _num(v):
     return None if v is None or v != v else float(v)
 
 
-def _have(run, model_hash: str) -> dict[str, dict[str, Any]]:
-    """Records of the results file measured on the model with `model_hash` (a retrained model's are stale)."""
-    if not results_path(run.experiment, run.profile.name).exists():
-        return {}
-    return {record_key(r): r for r in load_results(run.experiment, run.profile.name)["records"] if r["model_hash"] == model_hash}
-
-
 def _make(run, defence: Defence, method: str, metric: str, value, n: int, dataset: str, attack=None, eps=None,
           extra=None, wall=None, **setting) -> dict[str, Any]:
     ctx = run.context(model=defence.model, model_hash=defence.classifier.config_hash)
@@ -192,18 +274,19 @@ def stability(run, defence: Defence, method: str, explainer, split: Split, adv: 
     SSIM split by flipped / kept, on the images of `split` (adv["adv"]: their adversarial versions).
     Reused from the results file when already measured."""
     x, dataset = to_float(split.x), split.name
-    job = adv["job"]
+    job = adv.job if isinstance(adv, Crafted) else adv["job"]
     spec = job.attack.spec(job.eps)
     extra_attack = {"threat": job.threat.label}
     templates = [_make(run, defence, method, m, None, len(x), dataset, spec, job.eps, pair=p, **extra_attack)
                  for p in PAIRS for m in MAP_METRICS]
     templates.append(_make(run, defence, method, "prediction_flip_rate", None, len(x), dataset, spec, job.eps, **extra_attack))
-    have = _have(run, defence.classifier.config_hash)
-    if all(record_key(t) in have for t in templates):
-        return run.add([have[record_key(t)] for t in templates])
+    found = stored_all(templates)
+    if found is not None:
+        return run.add(found)
     seed = run.seed
     clean = explain(defence, explainer, x, seed, budget.batch_size, progress)
-    attacked = explain(defence, explainer, adv["adv"], seed + 1, budget.batch_size, progress)
+    attacked = explain(defence, explainer, adv.adv if isinstance(adv, Crafted) else adv["adv"], seed + 1,
+                       budget.batch_size, progress)
     rerun = explain(defence, explainer, x, seed + 2, budget.batch_size, progress)
     partner = unrelated(split.y, seed)
     flipped = (clean.predicted != attacked.predicted).numpy()
@@ -238,9 +321,9 @@ def grounding(run, defence: Defence, method: str, explainer, data: Grounded, bud
     setting = {"construction": data.construction}
     metrics = ("saliency_iou", "pointing_game", "saliency_iou_random_map", "saliency_chance_share", "followed_share")
     templates = [_make(run, defence, method, m, None, len(data), dataset, **setting) for m in metrics]
-    have = _have(run, defence.classifier.config_hash)
-    if all(record_key(t) in have for t in templates):
-        return run.add([have[record_key(t)] for t in templates])
+    found = stored_all(templates, match_n=False)  # n is the images the defence followed: an outcome
+    if found is not None:
+        return run.add(found)
     maps = explain(defence, explainer, to_float(data.split.x), run.seed, budget.batch_size, progress)
     keep = maps.predicted == data.target.cpu()
     mask = data.mask[keep]
@@ -387,12 +470,13 @@ def grounded_sets(profile, seed: int, n: int) -> dict[str, Grounded]:
 
 def ground_truth_defences(profile, seed: int, grounded: dict[str, Grounded], denoiser, config):
     """(defence, data) pairs of Table 3: each construction's undefended model, its PGD-AT fine-tune,
-    and that behind the purifier (ALDE)."""
+    and that behind the purifier (ALDE). The models are lazy (zoo.lazy): built, with the training
+    data they need, only when a record of theirs is missing."""
     from .. import zoo
 
     for c, data in grounded.items():
         name = GROUND_TRUTH_MODELS[c]
-        clf, adv_clf = zoo.get(name, profile, seed), zoo.get(f"{name}_pgdat", profile, seed)
+        clf, adv_clf = zoo.lazy(name, profile, seed), zoo.lazy(f"{name}_pgdat", profile, seed)
         for d in (Defence("undefended", name, clf), Defence("PGD-AT", f"{name}_pgdat", adv_clf),
                   Defence("ALDE", f"{name}_pgdat", adv_clf, denoiser, config)):
             yield d, data

@@ -1,0 +1,740 @@
+"""Re-measure committed result records from the committed checkpoints, without running the notebooks.
+
+    python -m replication.verify --profile cpu [--only 00 01 ...] [--sample K] [--seed S]
+                                 [--max-seconds T] [--json PATH] [--results-dir DIR]
+
+Reads results/<profile>/<experiment>.json, picks the records whose measurement is deterministic
+given their seed, re-runs each on the same images with the model(s) it names, loaded only from a
+checkpoint that checkpoints/MANIFEST.json lists (never trained: a load that would start training is
+refused), and prints one row per record: the committed and the re-measured value, their difference
+in images, the per-image agreement where the record keeps per-image outcomes (notebook 09's
+`extra.correct_draws`, notebook 06's `extra.robust`), the tolerance and pass / fail. Records that
+cannot be re-measured are "not reachable", with the reason (grouped in the summary); records whose
+stored wall time exceeds --max-seconds are "skipped" (too slow for this run), never failed. The exit
+status is 1 when any record fails (or its verifier raises), else 0.
+
+Tolerance (TOLERANCE, also printed in the header). A measurement is deterministic given its seed on
+one machine, but fp32 convolutions differ in their last bits between CPUs (the committed `cpu`
+numbers came from an Intel Xeon with AMX; oneDNN picks other kernels on an AVX2 / AVX-512 AMD EPYC),
+which can flip an image whose margin is that small, and an attack's path can carry the flip on. So:
+
+- a fraction of n images (accuracy, md5_ok_fraction, ...): |committed - measured| <= max(3, 0.25% of n)
+  images, i.e. max(3, 0.0025 n) / n;
+- counts and data checks (n_images, model_parameters, the masking checks recomputed from the file): exact;
+- a mean PSNR in dB: |committed - measured| <= 0.01 dB.
+
+Adding a verifier is one function `f(ctx, record) -> Measured` plus one line in VERIFIERS, keyed by
+(experiment, metric); its `check` (optional, cheap, no model loading) says whether a record is
+reachable before anything runs, so --sample draws among reachable records only.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import paths
+from .progress import bar
+
+# ---- tolerances -----------------------------------------------------------------------------------
+MIN_IMAGES, SHARE_OF_N, DB_TOLERANCE = 3, 0.0025, 0.01
+TOLERANCE = (f"fractions of n images: |committed - measured| <= max({MIN_IMAGES}, {100 * SHARE_OF_N:g}% of n) images "
+             f"(fp32 convolutions differ slightly between CPUs); counts and data checks: exact; "
+             f"mean PSNR: {DB_TOLERANCE:g} dB")
+
+
+def tolerance(kind: str, n: int) -> float:
+    """The largest |committed - measured| that passes, in the record's unit."""
+    if kind == "fraction":
+        return max(MIN_IMAGES, SHARE_OF_N * n) / n
+    if kind == "db":
+        return DB_TOLERANCE
+    return 0.0  # exact
+
+
+# ---- outcomes -------------------------------------------------------------------------------------
+class Unreachable(Exception):
+    """The record cannot be re-measured here; the message is the reason (the summary groups them)."""
+
+
+class _WouldTrain(Unreachable):
+    pass
+
+
+@dataclass
+class Measured:
+    value: float | None
+    n: int | None = None                  # images (or files) it was measured on, checked against the record's n
+    per_image: np.ndarray | None = None   # per-image outcomes, compared with the record's stored ones
+    note: str = ""
+
+
+@dataclass
+class Verifier:
+    measure: Callable[[Context, dict], Measured]
+    kind: str = "fraction"                # fraction | exact | db (see `tolerance`)
+    check: Callable[[Context, dict], None] | None = None  # raises Unreachable; cheap
+
+
+@dataclass
+class Row:
+    experiment: str
+    dataset: str
+    model: str | None
+    metric: str
+    attack: str
+    eps: str
+    setting: str
+    committed: float | None
+    measured: float | None = None
+    n: int | None = None
+    diff_images: float | None = None
+    agreement: str | None = None
+    tolerance: float | None = None
+    status: str = "pending"               # pass | fail | error | unreachable | skipped
+    reason: str = ""
+    seconds: float | None = None
+    estimated_s: float | None = None      # the record's stored wall time (the machine that measured it)
+    run_id: str = ""
+    key: str = ""
+
+
+# ---- the context: profile at the time of each run, committed checkpoints, loaded models -----------
+@dataclass
+class Context:
+    profile: str
+    docs: dict[str, dict]                 # experiment -> results file (runs + records)
+    models: dict[Any, Any] = field(default_factory=dict)
+    splits: dict[Any, Any] = field(default_factory=dict)
+    jobs: dict[str, Any] = field(default_factory=dict)
+    _manifest: dict[str, Path] | None = None
+    _profiles: dict[Any, Any] = field(default_factory=dict)
+
+    def run(self, rec: dict) -> dict:
+        return next((r for r in self.docs[rec["experiment"]]["runs"] if r["run_id"] == rec["run_id"]), {})
+
+    def params(self, rec: dict) -> dict:
+        return (self.run(rec).get("config") or {}).get("params") or {}
+
+    def run_profile(self, rec: dict):
+        """The profile as the measuring run stored it (its config), over today's for keys it lacks;
+        today's profile where the stored one no longer parses."""
+        from .profiles import ProfileError, get_profile, parse_profile
+
+        key = (rec["experiment"], rec["run_id"])
+        if key not in self._profiles:
+            current = get_profile(self.profile)
+            stored = (self.run(rec).get("config") or {}).get("profile") or {}
+            merged = current.to_dict()
+            for k, v in stored.items():
+                if k in merged and k != "name":
+                    merged[k] = {**merged[k], **v} if isinstance(v, dict) and isinstance(merged[k], dict) and k != "models" else v
+            try:
+                self._profiles[key] = parse_profile(self.profile, merged)
+            except (ProfileError, TypeError):
+                self._profiles[key] = current
+        return self._profiles[key]
+
+    def split(self, dataset: str, train: bool, n: int | None, seed: int):
+        from .data import load_split
+
+        key = (dataset, train, n, seed)
+        if key not in self.splits:
+            self.splits[key] = load_split(dataset, train=train, n=n, seed=seed)
+        return self.splits[key]
+
+    # -- committed checkpoints
+    def committed(self) -> dict[str, Path]:
+        """{config_hash: path} of this profile's checkpoints listed in checkpoints/MANIFEST.json."""
+        if self._manifest is None:
+            mf = paths.manifest_path()
+            entries = json.loads(mf.read_text()) if mf.exists() else {}
+            self._manifest = {e["config_hash"]: Path(paths.CHECKPOINTS_DIR) / rel for rel, e in entries.items()
+                              if rel.split("/")[0] == self.profile}
+        return self._manifest
+
+    def checkpoint(self, model_hash: str | None, what: str) -> Path:
+        """The committed checkpoint with this config hash, or Unreachable."""
+        if not model_hash:
+            raise Unreachable(f"no model hash recorded ({what})")
+        path = self.committed().get(model_hash)
+        if path is None:
+            raise Unreachable(f"checkpoint not committed: {what}")
+        if not path.exists():
+            raise Unreachable(f"checkpoint listed in checkpoints/MANIFEST.json but missing on disk: {path.name}")
+        return path
+
+
+@contextlib.contextmanager
+def never_train():
+    """Inside: a load that would train (no checkpoint for the config asked) raises Unreachable."""
+    from . import train
+
+    real = getattr(train, "_train", None)
+    if real is None:  # fit's internals renamed: the callers' own path checks still hold
+        yield
+        return
+
+    def refuse(cfg, name, *args, **kwargs):
+        from .cache import key_hash
+
+        raise _WouldTrain(f"checkpoint differs from the one measured (today's config for {name} hashes to "
+                          f"{key_hash(cfg.to_dict())}, which has no checkpoint)")
+
+    train._train = refuse
+    try:
+        yield
+    finally:
+        train._train = real
+
+
+def _checked(res, want: str, name: str):
+    if res.config_hash != want:
+        raise Unreachable(f"checkpoint differs from the one measured ({name}: loaded {res.config_hash}, record {want})")
+    return res.model.eval()
+
+
+def classifier(ctx: Context, rec: dict, model: str | None = None, model_hash: str | None = None):
+    """The record's classifier from its committed checkpoint: the zoo's recipe for a zoo model, the
+    FGSM-RS vs PGD comparison's for notebook 09's "AT comparison" rows, else the checkpoint's own
+    config (e.g. a refined model); its config hash must be the record's."""
+    from . import zoo
+
+    model = model or rec["model"]
+    model_hash = model_hash or rec["model_hash"]
+    path = ctx.checkpoint(model_hash, _uncommitted_label(rec))
+    key = ("classifier", model_hash)
+    if key in ctx.models:
+        return ctx.models[key]
+    P, seed, s = ctx.run_profile(rec), rec["seed"], rec["setting"]
+    with never_train():
+        if "at_steps" in s and str(s.get("defence", "")).startswith("AT comparison"):
+            A = P.adversarial
+            res = _adversarial_training()(zoo.entry(model).arch, P, seed, steps=s["at_steps"], n_train=A.compare_n_train,
+                                       epochs=A.compare_epochs, progress=False)
+            net = _checked(res, model_hash, model)
+        elif path.name.rsplit("-", 1)[0] == model and model in zoo.ZOO:
+            net = _checked(zoo.get(model, P, seed, progress=False), model_hash, model)
+        else:
+            net = _load_by_metadata(path)
+    ctx.models[key] = net
+    return net
+
+
+def _adversarial_training():
+    """The PGD-AT recipe (Paper B's eq 3): zoo.adversarial_training, or paper_b.alde's in older trees."""
+    from . import zoo
+
+    fn = getattr(zoo, "adversarial_training", None)
+    if fn is None:
+        from .paper_b.alde import adversarial_training as fn
+    return fn
+
+
+def _load_by_metadata(path: Path):
+    """A classifier built from the config its checkpoint stores (load_model checks its integrity)."""
+    from .checkpoints import load_model, read_metadata
+    from .models import build_model
+
+    cfg = read_metadata(path)["config"]
+    net = build_model(cfg["arch"], cfg["num_classes"], cfg["width"], cfg["dataset"])
+    load_model(net, path, cfg)
+    return net.eval()
+
+
+def denoiser(ctx: Context, rec: dict, ddpm_hash: str):
+    """Notebook 08's DDPM through ddpm.train (which loads its cached checkpoint), from the committed
+    checkpoint with this hash; t_max, focus and epochs are read from the checkpoint's config."""
+    from .checkpoints import read_metadata
+    from .paper_b import ddpm
+
+    path = ctx.checkpoint(ddpm_hash, f"DDPM {ddpm_hash}")
+    key = ("ddpm", ddpm_hash)
+    if key not in ctx.models:
+        cfg = read_metadata(path)["config"]
+        m = re.fullmatch(r"ddpm-eps-tmax([0-9.e-]+)-focus([0-9.e-]+)", cfg.get("extra_loss", ""))
+        if m is None:
+            raise Unreachable(f"DDPM checkpoint {path.name} has no t_max / focus in its config")
+        P = ctx.run_profile(rec)
+        train = ctx.split("cifar10", True, cfg.get("n_train"), cfg.get("seed", 0))
+        with never_train():
+            res = ddpm.train(P.diffusion, train, ctx.profile, seed=cfg.get("seed", 0), t_max=float(m[1]),
+                             focus=float(m[2]), epochs=cfg["epochs"], progress=False)
+        ctx.models[key] = _checked(res, ddpm_hash, "ddpm_cifar10")
+    return ctx.models[key]
+
+
+def _uncommitted_label(rec: dict) -> str:
+    exp, s = rec["experiment"][:2], rec["setting"]
+    if exp in ("04", "05", "06", "07"):
+        return "refined models of notebooks 04-07"
+    if "explainer" in s or "refinement" in s:
+        return f"Paper A refinements of notebook {exp}'s rows (LIME / SHAP)"
+    return f"{rec['model']} {rec['model_hash']}"
+
+
+# ---- rebuilding what a record names ---------------------------------------------------------------
+def attack_from(spec: dict, eps: float):
+    """attacks.Attack from a record's `attack` dict (PGD's step factor from its step size)."""
+    from .attacks import Attack
+
+    factor = 2.5
+    if spec["name"] == "pgd" and spec.get("step_size"):  # eps and step size are stored to 12 digits
+        factor = float(f"{spec['step_size'] * spec['steps'] / eps:.6g}")
+    attack = Attack(spec["name"], steps=spec["steps"], restarts=spec["restarts"], eot=spec["eot"], step_factor=factor)
+    got, want = attack.spec(eps), spec.get("step_size")
+    same_step = (got["step_size"] is None) == (want is None) and (want is None or math.isclose(got["step_size"], want, rel_tol=1e-9))
+    if not same_step or {k: v for k, v in got.items() if k != "step_size"} != {k: v for k, v in spec.items() if k != "step_size"}:
+        raise Unreachable(f"attack {spec} cannot be rebuilt (got {got})")
+    return attack
+
+
+def stored_per_image(rec: dict) -> np.ndarray | None:
+    """A record's per-image outcomes: 09's correct-draw counts, 06's robust bits; None if it has none."""
+    extra = rec.get("extra") or {}
+    if "correct_draws" in extra:
+        from .paper_b.adaptive import from_hex
+
+        return from_hex(extra["correct_draws"]).astype(np.int64)
+    if "robust" in extra:
+        from .paper_a.curves import from_hex
+
+        return from_hex(extra["robust"], rec["n"]).astype(np.int64)
+    return None
+
+
+# ---- verifiers ------------------------------------------------------------------------------------
+def n_images(ctx: Context, rec: dict) -> Measured:
+    from .data import load_split
+
+    split = load_split(rec["dataset"], train=rec["setting"]["split"] == "train")
+    return Measured(float(len(split)), n=len(split))
+
+
+def md5_ok_fraction(ctx: Context, rec: dict) -> Measured:
+    from .data import ensure_dataset, md5_report
+
+    report = md5_report(rec["dataset"], ensure_dataset(rec["dataset"]))  # as notebook 00 makes it
+    return Measured(sum(report.values()) / len(report), n=len(report))
+
+
+def baseline_accuracy(ctx: Context, rec: dict) -> Measured:
+    """Notebook 01: evaluate.clean_accuracy / robust_accuracy at the profile's eval batch size."""
+    from . import evaluate
+
+    model = classifier(ctx, rec)
+    split = ctx.split(rec["dataset"], False, rec["n"], rec["seed"])
+    bs = ctx.run_profile(rec).eval_batch_size
+    if rec["attack"] is None:
+        return Measured(evaluate.clean_accuracy(model, split, bs), n=len(split))
+    attack = attack_from(rec["attack"], rec["eps"])
+    return Measured(evaluate.robust_accuracy(model, split, attack, rec["eps"], batch_size=bs, seed=rec["seed"]), n=len(split))
+
+
+def full_test_accuracy(ctx: Context, rec: dict) -> Measured:
+    from .train import accuracy
+
+    split = ctx.split(rec["dataset"], False, None, 0)
+    return Measured(accuracy(classifier(ctx, rec), split), n=len(split))
+
+
+def x0_psnr_db(ctx: Context, rec: dict) -> Measured:
+    """Notebook 08: mean PSNR of the one-shot x0 prediction at t (noise seeded per t)."""
+    from .paper_b import ddpm
+
+    D = ctx.run_profile(rec).diffusion
+    split = ctx.split("cifar10", False, rec["n"], rec["seed"])
+    t = rec["setting"]["t"]
+    per = ddpm.x0_psnr(denoiser(ctx, rec, rec["model_hash"]), split, [t], batch_size=D.batch_size, seed=rec["seed"])[t]
+    return Measured(float(per.mean()), n=len(per))
+
+
+def model_parameters(ctx: Context, rec: dict) -> Measured:
+    from .paper_b import ddpm
+
+    return Measured(float(ddpm.n_parameters(denoiser(ctx, rec, rec["model_hash"]))), n=1)
+
+
+def _purifier_config(s: dict, seed: int | None):
+    from .paper_b import ddpm
+
+    c = ddpm.PurifierConfig(s["t_star"], s["purifier_steps"], s["sampler"], seed=seed)
+    if c.nfe != s["purifier_steps"]:
+        raise Unreachable(f"purifier steps {s['purifier_steps']} at t* {s['t_star']} cannot be rebuilt")
+    return c
+
+
+def purified_accuracy(ctx: Context, rec: dict) -> Measured:
+    """Notebook 08: the zoo's resnet18_cifar10 on purified clean images (fixed purifier noise)."""
+    from .paper_b import ddpm
+
+    s = rec["setting"]
+    net = classifier(ctx, rec, model_hash=_zoo_hash(ctx, rec["model"]))
+    config = _purifier_config(s, rec["seed"])
+    D = ctx.run_profile(rec).diffusion
+    split = ctx.split("cifar10", False, rec["n"], rec["seed"])
+    row = ddpm.purified_accuracy(net, denoiser(ctx, rec, s["ddpm_hash"]), split, [config], batch_size=D.batch_size)[0]
+    return Measured(row["accuracy"], n=row["n"], note="classifier hash not recorded: the committed " + rec["model"])
+
+
+def _zoo_hash(ctx: Context, name: str) -> str:
+    """The hash of the one committed checkpoint of zoo model `name` (records that name no hash)."""
+    found = [h for h, p in ctx.committed().items() if p.name.rsplit("-", 1)[0] == name]
+    if len(found) != 1:
+        raise Unreachable(f"no single committed checkpoint of {name} (the record names no hash)")
+    return found[0]
+
+
+def defence_accuracy(ctx: Context, rec: dict) -> Measured:
+    """Notebook 09: one defences.measure job through adaptive.run_attack (same seed, batch size,
+    max_batch and draws); the score records of one job share one measurement."""
+    from .paper_b import adaptive as ad
+
+    s, B = rec["setting"], ctx.run_profile(rec).purification
+    job = json.dumps([rec["model_hash"], {k: v for k, v in s.items() if k != "score"}, rec["attack"], rec["eps"],
+                      rec["n"], rec["seed"]], sort_keys=True)
+    if job not in ctx.jobs:
+        net = classifier(ctx, rec)
+        den = denoiser(ctx, rec, s["ddpm_hash"]) if s.get("ddpm_hash") else None
+        config = _purifier_config(s, None) if den is not None else None
+        split = ctx.split("cifar10", False, B.n_images, rec["seed"])
+        if s["subset"] == "grid":
+            split = split.subset(B.grid_images, rec["seed"] + 1)
+        elif s["subset"] != "all":
+            raise Unreachable(f"unknown subset {s['subset']!r}")
+        attack = None if rec["attack"] is None else attack_from(rec["attack"], rec["eps"])
+        threat = ad.Threat(s.get("threat", "classifier"), s.get("attack_noise", "fresh"))
+        res = ad.run_attack(attack, threat, rec["eps"], split, denoiser=den, config=config, classifier=net, k=s["draws"],
+                            seed=rec["seed"], batch_size=B.batch_size, max_batch=B.max_batch, progress=True)
+        ctx.jobs[job] = res
+    res, k = ctx.jobs[job], s["draws"]
+    values = ad.scores(res["counts"], k)
+    if "fixed_counts" in res:
+        values["fixed noise, as attacked"] = float(res["fixed_counts"].float().mean())
+    if s["score"] not in values:
+        raise Unreachable(f"unknown score {s['score']!r}")
+    return Measured(values[s["score"]], n=len(res["counts"]), per_image=res["counts"].numpy().astype(np.int64))
+
+
+def masking_check(ctx: Context, rec: dict) -> Measured:
+    """Notebook 09: the gradient-masking checklist recomputed from the file's committed records."""
+    from .paper_b import defences
+
+    params = ctx.params(rec)
+    if "EPS" not in params or "LARGE_EPS" not in params:
+        raise Unreachable("the run stores no EPS / LARGE_EPS")
+    df = defences.frame(ctx.docs[rec["experiment"]]["records"])
+    s = rec["setting"]
+    got = [c for c in defences.checklist(df, s["defence"], params["EPS"], params["LARGE_EPS"]) if c["check"] == s["check"]]
+    if not got:
+        raise Unreachable(f"check {s['check']!r} is not in today's checklist")
+    return Measured(None if got[0]["pass"] is None else float(got[0]["pass"]), n=rec["n"], note="recomputed from the file")
+
+
+def _needs_classifier(ctx: Context, rec: dict) -> None:
+    ctx.checkpoint(rec["model_hash"], _uncommitted_label(rec))
+
+
+def _needs_ddpm(ctx: Context, rec: dict) -> None:
+    ctx.checkpoint(rec["model_hash"], f"DDPM {rec['model_hash']}")
+
+
+def _needs_purified(ctx: Context, rec: dict) -> None:
+    s = rec["setting"]
+    if s.get("purifier_noise") != "fixed":
+        raise Unreachable("fresh purifier noise from an unseeded global RNG (not deterministic)")
+    ctx.checkpoint(s["ddpm_hash"], f"DDPM {s['ddpm_hash']}")
+    ctx.checkpoint(_zoo_hash(ctx, rec["model"]), rec["model"])
+
+
+def _needs_defence(ctx: Context, rec: dict) -> None:
+    s = rec["setting"]
+    if "defence" not in s or "score" not in s:
+        raise Unreachable("not a defence measurement of notebook 09")
+    _needs_classifier(ctx, rec)
+    if s.get("ddpm_hash"):
+        ctx.checkpoint(s["ddpm_hash"], f"DDPM {s['ddpm_hash']}")
+
+
+VERIFIERS: dict[tuple[str, str], Verifier] = {
+    ("00_setup_and_data", "n_images"): Verifier(n_images, "exact"),
+    ("00_setup_and_data", "md5_ok_fraction"): Verifier(md5_ok_fraction, "exact"),
+    ("01_baseline_training", "accuracy"): Verifier(baseline_accuracy, check=_needs_classifier),
+    ("01_baseline_training", "accuracy_full_test_set"): Verifier(full_test_accuracy, check=_needs_classifier),
+    ("08_ddpm_training", "x0_psnr_db"): Verifier(x0_psnr_db, "db", check=_needs_ddpm),
+    ("08_ddpm_training", "model_parameters"): Verifier(model_parameters, "exact", check=_needs_ddpm),
+    ("08_ddpm_training", "accuracy"): Verifier(purified_accuracy, check=_needs_purified),
+    ("09_purification_and_adversarial_training", "accuracy"): Verifier(defence_accuracy, check=_needs_defence),
+    ("09_purification_and_adversarial_training", "masking_check"): Verifier(masking_check, "exact"),
+}
+
+# Experiments with no verifier yet, and why (a record whose checkpoint is not committed says that first).
+NOT_YET = {
+    "02_lime_analysis": "no verifier yet: notebook 02's LIME measurements",
+    "03_spurious_features": "no verifier yet: notebook 03's identification and shortcut checks",
+    "04_refinement_training": "no verifier yet: notebook 04's refinement study",
+    "05_lipschitz_bound": "no verifier yet: notebook 05's bound estimates",
+    "06_robustness_curves": "no verifier yet: notebook 06's curves (records keep per-image robust bits)",
+    "07_cifar10c_table": "no verifier yet: notebook 07's CIFAR-10-C table",
+    "10_attribution_stability": "no verifier yet: notebook 10's attribution stability",
+}
+TIMING_METRICS = {"lime_batched_over_inference", "lime_speedup_vs_lime_bs10", "lime_speedup_vs_lime_bs1000"}
+
+
+def unreachable_reason(ctx: Context, rec: dict) -> str | None:
+    """Why a record cannot be re-measured (None: it can), without loading anything."""
+    from .results import metric_units
+
+    unit = metric_units().get(rec["metric"], {}).get("unit", "")
+    if "second" in unit or rec["metric"] in TIMING_METRICS:
+        return "a timing, not a deterministic measurement"
+    v = VERIFIERS.get((rec["experiment"], rec["metric"]))
+    if v is None:
+        if rec.get("model_hash") and rec["model_hash"] not in ctx.committed():
+            return f"checkpoint not committed: {_uncommitted_label(rec)}"
+        return NOT_YET.get(rec["experiment"], f"no verifier yet for {rec['metric']} of {rec['experiment']}")
+    if rec["value"] is None and v.kind != "exact":
+        return "no committed value (undefined)"
+    try:
+        if v.check is not None:
+            v.check(ctx, rec)
+    except Unreachable as exc:
+        return str(exc)
+    return None
+
+
+# ---- one row --------------------------------------------------------------------------------------
+ABBREV = {"purifier_noise": "noise", "t_star": "t*", "draws": "k"}
+HIDDEN = {"ddpm_hash"}
+FIRST = ("defence", "threat", "score", "subset", "draws", "t_star", "sampler", "purifier_steps")
+SCORES = {"mean over draws": "mean", "fixed noise, as attacked": "fixed"}
+
+
+def setting_summary(rec: dict, width: int = 64) -> str:
+    """The record's setting in a few words: what matters first (a defence, its threat and score)."""
+    s = dict(rec["setting"])
+    if "threat" in s:
+        s["threat"] = f"{s['threat']}/{s.pop('attack_noise', '')}".rstrip("/")
+    if "score" in s:
+        s["score"] = SCORES.get(s["score"], re.sub(r"worst of (\d+) draws", r"worst-of-\1", str(s["score"])))
+    if "sampler" in s and "purifier_steps" in s:
+        s["sampler"] = f"{s['sampler']}-{s.pop('purifier_steps')}"
+    keys = [k for k in FIRST if k in s] + [k for k in s if k not in FIRST]
+    parts = [str(s[k]) if k in ("defence", "threat", "score", "subset", "sampler") else f"{ABBREV.get(k, k)}={s[k]}"
+             for k in keys if k not in HIDDEN]
+    text = ", ".join(parts) or "-"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def attack_label(a: dict | None, metric: str = "accuracy") -> str:
+    if a is None:
+        return "clean" if "accuracy" in metric else "-"
+    return f"{a['name']}-{a['steps']}" + (f" x{a['restarts']}" if a["restarts"] > 1 else "") + f" eot{a['eot']}"
+
+
+def eps_label(eps: float | None) -> str:
+    if eps is None:
+        return "-"
+    k = eps * 255
+    return f"{round(k):d}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.4g}"
+
+
+def new_row(rec: dict) -> Row:
+    from .results import record_key
+
+    return Row(rec["experiment"], rec["dataset"], rec["model"], rec["metric"], attack_label(rec["attack"], rec["metric"]), eps_label(rec["eps"]),
+               setting_summary(rec), rec["value"], n=rec["n"], estimated_s=rec.get("wall_time_s"), run_id=rec["run_id"],
+               key=record_key(rec))
+
+
+def verify_record(ctx: Context, rec: dict, row: Row) -> Row:
+    v = VERIFIERS[(rec["experiment"], rec["metric"])]
+    t0 = time.perf_counter()
+    try:
+        m = v.measure(ctx, rec)
+    except Unreachable as exc:
+        row.status, row.reason = "unreachable", str(exc)
+        return row
+    except Exception as exc:  # noqa: BLE001 (a verifier that breaks is a failure to verify, never a pass)
+        row.status, row.reason = "error", f"{type(exc).__name__}: {exc}"
+        return row
+    finally:
+        row.seconds = time.perf_counter() - t0
+    row.measured, row.tolerance = m.value, tolerance(v.kind, rec["n"])
+    problems = []
+    if m.n is not None and m.n != rec["n"]:
+        problems.append(f"measured on {m.n}, record says n={rec['n']}")
+    if (m.value is None) != (rec["value"] is None):
+        problems.append("one of the two values is null")
+    elif m.value is not None:
+        diff = m.value - rec["value"]
+        row.diff_images = diff * rec["n"] if v.kind == "fraction" else None
+        if abs(diff) > row.tolerance + 1e-9:
+            problems.append(f"differs by {diff:+.4g}" + (f" ({diff * rec['n']:+.1f} images)" if v.kind == "fraction" else ""))
+    stored = stored_per_image(rec)
+    if stored is not None and m.per_image is not None:
+        if len(stored) == len(m.per_image):
+            row.agreement = f"{int((stored == m.per_image).sum())}/{len(stored)}"
+        else:
+            problems.append(f"{len(stored)} stored per-image outcomes, {len(m.per_image)} measured")
+    row.status = "fail" if problems else "pass"
+    row.reason = "; ".join(problems + ([m.note] if m.note else []))
+    return row
+
+
+# ---- selection, printing, summary -----------------------------------------------------------------
+def experiments(results_dir: Path, only: list[str] | None) -> list[str]:
+    names = sorted(p.stem for p in Path(results_dir).glob("*.json"))
+    if only:
+        names = [n for n in names if any(n == o or n.startswith(o) or n.split("_")[0] == o for o in only)]
+    return names
+
+
+def load_docs(results_dir: Path, names: list[str]) -> dict[str, dict]:
+    from .results import SCHEMA_VERSION, SchemaError, validate_record
+
+    docs = {}
+    for name in names:
+        path = Path(results_dir) / f"{name}.json"
+        doc = json.loads(path.read_text())
+        if doc.get("schema_version") != SCHEMA_VERSION:
+            raise SchemaError(f"{path}: schema_version {doc.get('schema_version')} != {SCHEMA_VERSION}")
+        for rec in doc["records"]:
+            validate_record(rec)
+        docs[doc.get("experiment", name)] = doc
+    return docs
+
+
+def _fmt(v: float | None, kind_exact: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.0f}" if kind_exact and float(v).is_integer() and abs(v) >= 2 else f"{v:.4f}"
+
+
+COLUMNS = ("exp", "model", "metric", "attack", "eps", "setting", "committed", "measured", "Δ img", "agree", "tol", "result")
+
+
+def format_row(r: Row) -> str:
+    exact = VERIFIERS.get((r.experiment, r.metric), Verifier(None)).kind == "exact"
+    tol = "-" if r.tolerance is None else ("exact" if r.tolerance == 0 else f"±{r.tolerance:.4g}")
+    diff = "-" if r.diff_images is None else f"{r.diff_images:+.0f}"
+    result = r.status + (f" ({r.seconds:.0f}s)" if r.seconds is not None and r.status in ("pass", "fail") else "")
+    line = (f"{r.experiment[:2]:<3} {str(r.model or r.dataset)[:24]:<24} {r.metric[:16]:<16} {r.attack:<18} {r.eps:<7} "
+            f"{r.setting:<64} {_fmt(r.committed, exact):>9} {_fmt(r.measured, exact):>9} {diff:>5} "
+            f"{r.agreement or '-':>9} {tol:>8} {result}")
+    return line + (f"  [{r.reason}]" if r.reason and r.status != "skipped" else "")
+
+
+def header(profile: str, results_dir: Path, args) -> str:
+    return "\n".join([
+        f"verify: profile {profile}, results from {results_dir}, checkpoints from {paths.checkpoints_dir(profile)}",
+        f"tolerance: {TOLERANCE}",
+        (f"selection: only {' '.join(args.only) if args.only else 'all'}; sample {args.sample or 'all'} (seed {args.seed}); "
+         f"max seconds {args.max_seconds if args.max_seconds is not None else 'none'}"),
+        "",
+        (f"{COLUMNS[0]:<3} {COLUMNS[1]:<24} {COLUMNS[2]:<16} {COLUMNS[3]:<18} {COLUMNS[4]:<7} {COLUMNS[5]:<64} "
+         f"{COLUMNS[6]:>9} {COLUMNS[7]:>9} {COLUMNS[8]:>5} {COLUMNS[9]:>9} {COLUMNS[10]:>8} {COLUMNS[11]}")])
+
+
+def summarise(rows: list[Row]) -> tuple[str, dict[str, dict[str, Any]]]:
+    per: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        c = per.setdefault(r.experiment, {"records": 0, "verified": 0, "passed": 0, "failed": 0, "unreachable": 0,
+                                          "skipped": 0, "reasons": {}, "skips": {}, "seconds": 0.0})
+        c["records"] += 1
+        c["seconds"] += r.seconds or 0.0
+        if r.status in ("pass", "fail", "error"):
+            c["verified"] += 1
+            c["passed" if r.status == "pass" else "failed"] += 1
+        elif r.status == "unreachable":
+            c["unreachable"] += 1
+            c["reasons"][r.reason] = c["reasons"].get(r.reason, 0) + 1
+        elif r.status == "skipped":
+            c["skipped"] += 1
+            c["skips"][r.reason] = c["skips"].get(r.reason, 0) + 1
+    lines = ["", (f"{'experiment':<44} {'records':>7} {'verified':>8} {'passed':>6} {'failed':>6} {'not reachable':>13} "
+                  f"{'skipped':>7} {'time':>7}")]
+    for exp, c in per.items():
+        lines.append(f"{exp:<44} {c['records']:>7} {c['verified']:>8} {c['passed']:>6} {c['failed']:>6} "
+                     f"{c['unreachable']:>13} {c['skipped']:>7} {c['seconds']:>6.0f}s")
+    for title, field_ in (("not reachable", "reasons"), ("skipped", "skips")):
+        groups = [(exp, reason, k) for exp, c in per.items() for reason, k in c[field_].items()]
+        if groups:
+            lines += ["", f"{title}:"] + [f"  {exp}: {k} x {reason}" for exp, reason, k in groups]
+    failed = [r for r in rows if r.status in ("fail", "error")]
+    if failed:
+        lines += ["", "failures:"] + [f"  {format_row(r)}" for r in failed]
+    return "\n".join(lines), per
+
+
+def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m replication.verify", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--only", nargs="+", default=None, help="notebook prefixes (00 01 ...) or experiment names")
+    ap.add_argument("--sample", type=int, default=None, help="K reachable records per experiment, drawn at random")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --sample's draw")
+    ap.add_argument("--max-seconds", type=float, default=None,
+                    help="skip records whose stored wall time exceeds this (too slow for this run)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows and counts as JSON here")
+    ap.add_argument("--results-dir", type=Path, default=None, help="default results/<profile>")
+    args = ap.parse_args(argv)
+    from .profiles import resolve_profile
+
+    profile = resolve_profile(args.profile)
+    rdir = Path(results_dir or args.results_dir or paths.results_dir(profile))
+    docs = load_docs(rdir, experiments(rdir, args.only))
+    ctx = Context(profile, docs)
+    print(header(profile, rdir, args), flush=True)
+
+    rows: list[Row] = []
+    for exp, doc in docs.items():
+        todo = []
+        for rec in doc["records"]:
+            row = new_row(rec)
+            reason = unreachable_reason(ctx, rec)
+            if reason is not None:
+                row.status, row.reason = "unreachable", reason
+            elif args.max_seconds is not None and (rec.get("wall_time_s") or 0) > args.max_seconds:
+                row.status, row.reason = "skipped", f"too slow for this run (stored wall time > {args.max_seconds:g} s)"
+            else:
+                todo.append((rec, row))
+            rows.append(row)
+        if args.sample is not None and len(todo) > args.sample:
+            keep = set(random.Random(f"{args.seed}:{exp}").sample(range(len(todo)), args.sample))
+            for i, (_, row) in enumerate(todo):
+                if i not in keep:
+                    row.status, row.reason = "skipped", f"not drawn by --sample {args.sample}"
+            todo = [t for i, t in enumerate(todo) if i in keep]
+        est = sum(rec.get("wall_time_s") or 0 for rec, _ in todo)
+        if todo:
+            tqdm.write(f"-- {exp}: {len(todo)} records to re-measure (stored wall time {est / 60:.1f} min)")
+        for rec, row in bar(todo, desc=exp[:24]):
+            verify_record(ctx, rec, row)
+            tqdm.write(format_row(row))
+        ctx.jobs.clear()
+    text, per = summarise(rows)
+    print(text, flush=True)
+    if args.json is not None:
+        from dataclasses import asdict
+
+        from .cache import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({"profile": profile, "tolerance": TOLERANCE, "results_dir": str(rdir),
+                                                 "counts": per, "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
+    return 1 if any(r.status in ("fail", "error") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

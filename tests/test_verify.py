@@ -1,0 +1,84 @@
+"""replication.verify on cheap committed `cpu` records: they re-measure within tolerance from the
+committed checkpoints, a tampered value fails (non-zero exit), and a record whose checkpoint is not
+there is unreachable, not failed. The real results files are only read: each test verifies a copy
+of the records it picks, in a temporary results directory."""
+import json
+import shutil
+from pathlib import Path
+
+from replication import paths, verify
+
+CPU = paths.results_dir("cpu")
+BASELINE = "01_baseline_training"
+
+
+def _copy(dest: Path, experiment: str, keep, change=None) -> list[dict]:
+    """results/cpu/<experiment>.json with only the records `keep` picks (each passed through
+    `change`), and the runs they name, written under `dest`."""
+    doc = json.loads((CPU / f"{experiment}.json").read_text())
+    recs = [dict(r) for r in doc["records"] if keep(r)]
+    recs = [change(r) if change else r for r in recs]
+    used = {r["run_id"] for r in recs}
+    doc.update(records=recs, runs=[r for r in doc["runs"] if r["run_id"] in used])
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / f"{experiment}.json").write_text(json.dumps(doc))
+    return recs
+
+
+def _clean_r18(r):
+    return r["model"] == "resnet18_cifar10" and r["metric"] == "accuracy" and r["attack"] is None and r["n"] == 2000
+
+
+def _verify(tmp_path, *argv):
+    out = tmp_path / "rows.json"
+    rc = verify.main(["--profile", "cpu", "--json", str(out), *argv], results_dir=tmp_path / "results")
+    return rc, json.loads(out.read_text())
+
+
+def test_cheap_committed_records_reproduce(tmp_path):
+    _copy(tmp_path / "results", "00_setup_and_data", lambda r: True)
+    picked = _copy(tmp_path / "results", BASELINE, lambda r: _clean_r18(r) or (
+        r["model"] == "resnet18_cifar10" and (r["attack"] or {}).get("name") == "fgsm" and abs(r["eps"] - 8 / 255) < 1e-9)
+        or (r["model"] == "resnet18_cifar10" and (r["attack"] or {}).get("name") == "pgd" and r["eps"] == 0.01))
+    assert len(picked) == 3
+    rc, doc = _verify(tmp_path, "--max-seconds", "30")
+    assert rc == 0
+    status = [(r["metric"], r["attack"], r["status"], r["reason"]) for r in doc["rows"]]
+    assert [s[2] for s in status] == ["pass"] * 8 + ["skipped"], status
+    assert doc["counts"]["00_setup_and_data"]["passed"] == 6 and doc["counts"][BASELINE]["passed"] == 2
+    fgsm = next(r for r in doc["rows"] if r["attack"].startswith("fgsm"))
+    assert fgsm["eps"] == "8/255" and abs(fgsm["measured"] - fgsm["committed"]) <= fgsm["tolerance"]
+    assert "too slow" in doc["rows"][-1]["reason"]  # PGD-20, stored 47.9 s > 30 s: skipped, not failed
+    assert "max(3, 0.25% of n)" in doc["tolerance"]
+
+
+def test_tampered_value_fails(tmp_path):
+    real = (CPU / f"{BASELINE}.json").read_bytes()
+    (rec,) = _copy(tmp_path / "results", BASELINE, _clean_r18, lambda r: {**r, "value": r["value"] + 0.05})
+    rc, doc = _verify(tmp_path)
+    assert rc != 0
+    (row,) = doc["rows"]
+    assert row["status"] == "fail" and row["committed"] == rec["value"]
+    assert abs(row["diff_images"] + 100) < 1e-6 and "-100.0 images" in row["reason"]  # 0.05 of 2,000 images
+    assert doc["counts"][BASELINE]["failed"] == 1
+    assert (CPU / f"{BASELINE}.json").read_bytes() == real  # the committed file is only read
+
+
+def test_missing_checkpoint_is_unreachable_not_failed(tmp_path, monkeypatch):
+    _copy(tmp_path / "results", BASELINE, _clean_r18)
+    _copy(tmp_path / "results", "09_purification_and_adversarial_training",
+          lambda r: r["setting"].get("explainer") == "lime" and r["attack"] is None)  # a refined model: never committed
+    _copy(tmp_path / "results", "02_lime_analysis", lambda r: r["metric"] == "segments_mean")
+    # the manifest still lists every checkpoint, but none of the files is there
+    monkeypatch.setattr(paths, "CHECKPOINTS_DIR", tmp_path / "checkpoints")
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(Path(paths.PROJECT_ROOT) / "checkpoints" / "MANIFEST.json", tmp_path / "checkpoints" / "MANIFEST.json")
+    rc, doc = _verify(tmp_path)
+    assert rc == 0
+    by = {(r["experiment"][:2], r["attack"].split("-")[0]): r for r in doc["rows"]}
+    assert by[("01", "clean")]["status"] == "unreachable" and "missing on disk" in by[("01", "clean")]["reason"]
+    assert by[("09", "clean")]["status"] == "unreachable"
+    assert by[("09", "clean")]["reason"].startswith("checkpoint not committed")
+    assert all(r["status"] == "unreachable" and r["reason"].startswith("no verifier yet")
+               for r in doc["rows"] if r["experiment"].startswith("02"))
+    assert all(c["failed"] == 0 and c["verified"] == 0 for c in doc["counts"].values())
