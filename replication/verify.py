@@ -18,10 +18,16 @@ one machine, but fp32 convolutions differ in their last bits between CPUs (the c
 numbers came from an Intel Xeon with AMX; oneDNN picks other kernels on an AVX2 / AVX-512 AMD EPYC),
 which can flip an image whose margin is that small, and an attack's path can carry the flip on. So:
 
-- a fraction of n images (accuracy, md5_ok_fraction, ...): |committed - measured| <= max(3, 0.25% of n)
-  images, i.e. max(3, 0.0025 n) / n;
-- counts and data checks (n_images, model_parameters, the masking checks recomputed from the file): exact;
+- a fraction of n images (accuracy, accuracy_full_test_set, a defence's score over k purifier draws):
+  |committed - measured| <= max(3, 0.25% of n) images, i.e. max(3, 0.0025 n) / n;
+- counts and data checks (n_images, md5_ok_fraction, model_parameters, notebook 09's masking checks
+  recomputed from the file's records): exact;
 - a mean PSNR in dB: |committed - measured| <= 0.01 dB.
+
+Per-image agreement (images whose stored outcome equals the re-measured one exactly; for notebook 09
+the count of correct purifier draws, shared by a job's mean / worst-of-k / fixed-noise records) is
+reported beside the value, not gated on: an undefended classifier's adversarial images sit on its
+decision boundary, where the last bits of a convolution decide a draw.
 
 Adding a verifier is one function `f(ctx, record) -> Measured` plus one line in VERIFIERS, keyed by
 (experiment, metric); its `check` (optional, cheap, no model loading) says whether a record is
