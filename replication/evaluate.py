@@ -16,7 +16,7 @@ import torch
 from .attacks import Attack, robust_mask
 from .data import Split, iterate_batches, to_float
 from .papers import eps_reading
-from .results import make_record, stored, stored_all
+from .results import make_record, stored
 from .progress import bar
 
 # The paper's grid (pixel scale, [0,1]) plus the standard 8/255 for comparison with the literature.
@@ -131,14 +131,13 @@ def evaluate(model: Any, split: Split, grid: dict[Attack, Iterable[float]], *, c
     model) is built only when a measurement is missing."""
     jobs = [(None, None)] + [(a, float(e)) for a, eps in grid.items() for e in eps]
     templates = [_record(context, split, seed, None if a is None else a.spec(e), e, None, None) for a, e in jobs]
-    found = stored_all(templates)
-    if found is not None:
+    found = [stored(t) for t in templates]
+    if all(r is not None for r in found):
         return found
     net = model_of(model).eval()
     split = split.to(next(net.parameters()).device)
 
-    def measure(attack: Attack | None, eps: float | None) -> dict[str, Any]:
-        old = stored(_record(context, split, seed, None if attack is None else attack.spec(eps), eps, None, None))
+    def measure(attack: Attack | None, eps: float | None, old: dict[str, Any] | None) -> dict[str, Any]:
         if old is not None:
             return old
         t0 = time.perf_counter()
@@ -146,4 +145,4 @@ def evaluate(model: Any, split: Split, grid: dict[Attack, Iterable[float]], *, c
                  else robust_accuracy(net, split, attack, eps, batch_size=batch_size, seed=seed))
         return _record(context, split, seed, None if attack is None else attack.spec(eps), eps, value, time.perf_counter() - t0)
 
-    return [measure(a, e) for a, e in bar(jobs, desc="attacks", enabled=progress)]
+    return [measure(a, e, old) for (a, e), old in bar(list(zip(jobs, found)), desc="attacks", enabled=progress)]

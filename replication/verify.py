@@ -188,10 +188,7 @@ def never_train():
     """Inside: a load that would train (no checkpoint for the config asked) raises Unreachable."""
     from . import train
 
-    real = getattr(train, "_train", None)
-    if real is None:  # fit's internals renamed: the callers' own path checks still hold
-        yield
-        return
+    real = train._train
 
     def refuse(cfg, name, *args, **kwargs):
         from .cache import key_hash
@@ -228,7 +225,7 @@ def classifier(ctx: Context, rec: dict, model: str | None = None, model_hash: st
     with never_train():
         if "at_steps" in s and str(s.get("defence", "")).startswith("AT comparison"):
             A = P.adversarial
-            res = _adversarial_training()(zoo.entry(model).arch, P, seed, steps=s["at_steps"], n_train=A.compare_n_train,
+            res = zoo.adversarial_training(zoo.entry(model).arch, P, seed, steps=s["at_steps"], n_train=A.compare_n_train,
                                        epochs=A.compare_epochs, progress=False)
             net = _checked(res, model_hash, model)
         elif path.name.rsplit("-", 1)[0] == model and model in zoo.ZOO:
@@ -237,16 +234,6 @@ def classifier(ctx: Context, rec: dict, model: str | None = None, model_hash: st
             net = _load_by_metadata(path)
     ctx.models[key] = net
     return net
-
-
-def _adversarial_training():
-    """The PGD-AT recipe (Paper B's eq 3): zoo.adversarial_training, or paper_b.alde's in older trees."""
-    from . import zoo
-
-    fn = getattr(zoo, "adversarial_training", None)
-    if fn is None:
-        from .paper_b.alde import adversarial_training as fn
-    return fn
 
 
 def _load_by_metadata(path: Path):

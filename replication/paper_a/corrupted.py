@@ -86,7 +86,8 @@ def evaluate_sets(run, model, *, model_name: str, model_hash: str, setting: dict
                 t = template(c, s, "cifar10" if is_clean else split.name, spec, eps)
                 rec = stored(t)
                 if rec is None:
-                    net = net or model_of(model).eval()  # built only when a measurement is missing
+                    if net is None:  # built only when a measurement is missing
+                        net = model_of(model).eval()
                     t0 = time.perf_counter()
                     if correct is None:  # one clean pass per set, shared by every attack on it
                         correct = correct_mask(net, split, batch_size)
