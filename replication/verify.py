@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import math
 import random
@@ -325,11 +326,22 @@ def md5_ok_fraction(ctx: Context, rec: dict) -> Measured:
 
 def baseline_accuracy(ctx: Context, rec: dict) -> Measured:
     """Notebook 01: evaluate.clean_accuracy / robust_accuracy at the profile's eval batch size."""
+    return _accuracy(ctx, rec, ctx.run_profile(rec).eval_batch_size)
+
+
+def study_accuracy(ctx: Context, rec: dict) -> Measured:
+    """Notebook 04: the Study's evaluate() calls, at evaluate's default batch size, on the study's
+    seeded test subset (baselines and refined models alike)."""
+    from . import evaluate
+
+    return _accuracy(ctx, rec, inspect.signature(evaluate.evaluate).parameters["batch_size"].default)
+
+
+def _accuracy(ctx: Context, rec: dict, bs: int) -> Measured:
     from . import evaluate
 
     model = classifier(ctx, rec)
     split = ctx.split(rec["dataset"], False, rec["n"], rec["seed"])
-    bs = ctx.run_profile(rec).eval_batch_size
     if rec["attack"] is None:
         return Measured(evaluate.clean_accuracy(model, split, bs), n=len(split))
     attack = attack_from(rec["attack"], rec["eps"])
@@ -341,6 +353,71 @@ def full_test_accuracy(ctx: Context, rec: dict) -> Measured:
 
     split = ctx.split(rec["dataset"], False, None, 0)
     return Measured(accuracy(classifier(ctx, rec), split), n=len(split))
+
+
+def curve_point(ctx: Context, rec: dict) -> Measured:
+    """Notebook 06: curves.measure's per-image outcome. Clean records slice one clean pass over the
+    test split; an attack runs on the subset it was measured on (`extra.sliced_from` for a record
+    cut from a larger subset's run, then sliced the same way), with curves.robust's batch seeds."""
+    import torch
+
+    from .evaluate import correct_mask
+    from .paper_a import curves
+
+    B, seed = ctx.run_profile(rec).curves, rec["seed"]
+    split = ctx.split(rec["dataset"], False, B.n_images, seed)
+    index = curves.subsets(split, B, seed)
+    subset = rec["setting"].get("subset")
+    if subset not in index:
+        raise Unreachable(f"subset {subset!r} is not one of today's {sorted(index)}")
+    net = classifier(ctx, rec)
+    key = json.dumps(["06 correct", rec["model_hash"], rec["dataset"], len(split), seed])
+    if key not in ctx.jobs:
+        ctx.jobs[key] = correct_mask(net, split, B.batch_size)
+    correct = ctx.jobs[key]
+    if rec["attack"] is None:
+        mask = correct[index[subset]]
+    else:
+        source = (rec.get("extra") or {}).get("sliced_from", subset)
+        attack = attack_from(rec["attack"], rec["eps"])
+        job = json.dumps(["06", rec["model_hash"], rec["dataset"], source, rec["attack"], rec["eps"], seed])
+        if job not in ctx.jobs:
+            idx = index[source]
+            ctx.jobs[job] = curves.robust(net, split.select(idx), correct[idx], attack, rec["eps"],
+                                          batch_size=B.batch_size, seed=seed)
+        mask = ctx.jobs[job][torch.searchsorted(index[source], index[subset])]
+    return Measured(float(mask.float().mean()), n=len(mask), per_image=mask.numpy().astype(np.int64))
+
+
+def corrupted_accuracy(ctx: Context, rec: dict) -> Measured:
+    """Notebook 07: corrupted.evaluate_sets on one set (the generated CIFAR-10-C, cached per n and
+    seed; generated again where the cache is gone), with its per-set seeds."""
+    from . import cifar10c
+    from .evaluate import correct_mask
+    from .paper_a import corrupted
+
+    C, s = ctx.run_profile(rec).corruptions, rec["setting"]
+    if (s["corruption"], s["severity"]) == corrupted.CLEAN_SET:
+        split = ctx.split("cifar10", False, rec["n"], rec["seed"])  # the subset cifar10c.load corrupts
+    else:
+        key = json.dumps(["07 sets", rec["n"], rec["seed"], s["corruption"]])
+        if key not in ctx.jobs:  # only this corruption's five severities (generated if not cached)
+            ctx.jobs[key] = cifar10c.load(rec["n"], rec["seed"], store=ctx.profile, names=[s["corruption"]],
+                                          processes=C.processes, progress=False)
+        sets = ctx.jobs[key]
+        if s.get("source", sets.source) != sets.source:
+            raise Unreachable(f"record made on {s['source']} CIFAR-10-C, this machine has {sets.source}")
+        split = sets.split(s["corruption"], s["severity"])
+    net = classifier(ctx, rec)
+    ckey = json.dumps(["07 correct", rec["model_hash"], s["corruption"], s["severity"], rec["n"], rec["seed"]])
+    if ckey not in ctx.jobs:
+        ctx.jobs[ckey] = correct_mask(net, split, C.batch_size)
+    correct = ctx.jobs[ckey]
+    if rec["attack"] is None:
+        return Measured(float(correct.float().mean()), n=len(split))
+    attack_from(rec["attack"], rec["eps"])  # an attack today's code cannot rebuild is unreachable
+    value = corrupted._measure(net, split, correct, rec["attack"], rec["eps"], C.batch_size, rec["seed"])
+    return Measured(value, n=len(split))
 
 
 def x0_psnr_db(ctx: Context, rec: dict) -> Measured:
@@ -466,6 +543,11 @@ VERIFIERS: dict[tuple[str, str], Verifier] = {
     ("00_setup_and_data", "md5_ok_fraction"): Verifier(md5_ok_fraction, "exact"),
     ("01_baseline_training", "accuracy"): Verifier(baseline_accuracy, check=_needs_classifier),
     ("01_baseline_training", "accuracy_full_test_set"): Verifier(full_test_accuracy, check=_needs_classifier),
+    ("04_refinement_training", "accuracy"): Verifier(study_accuracy, check=_needs_classifier),
+    ("06_robustness_curves", "accuracy"): Verifier(curve_point, check=_needs_classifier),
+    ("06_robustness_curves", "robust_accuracy"): Verifier(curve_point, check=_needs_classifier),
+    ("07_cifar10c_table", "accuracy"): Verifier(corrupted_accuracy, check=_needs_classifier),
+    ("07_cifar10c_table", "robust_accuracy"): Verifier(corrupted_accuracy, check=_needs_classifier),
     ("08_ddpm_training", "x0_psnr_db"): Verifier(x0_psnr_db, "db", check=_needs_ddpm),
     ("08_ddpm_training", "model_parameters"): Verifier(model_parameters, "exact", check=_needs_ddpm),
     ("08_ddpm_training", "accuracy"): Verifier(purified_accuracy, check=_needs_purified),
@@ -477,12 +559,14 @@ VERIFIERS: dict[tuple[str, str], Verifier] = {
 NOT_YET = {
     "02_lime_analysis": "no verifier yet: notebook 02's LIME measurements",
     "03_spurious_features": "no verifier yet: notebook 03's identification and shortcut checks",
-    "04_refinement_training": "no verifier yet: notebook 04's refinement study",
+    "04_refinement_training": "no verifier yet: notebook 04's identification rounds (Algorithm 1)",
     "05_lipschitz_bound": "no verifier yet: notebook 05's bound estimates",
-    "06_robustness_curves": "no verifier yet: notebook 06's curves (records keep per-image robust bits)",
-    "07_cifar10c_table": "no verifier yet: notebook 07's CIFAR-10-C table",
+    "06_robustness_curves": "no verifier yet: notebook 06's masking checklist",
     "10_attribution_stability": "no verifier yet: notebook 10's attribution stability",
 }
+# Statistics computed from other records of the same file (each of those verified on its own row).
+DERIVED_METRICS = {"accuracy_mean_over_seeds", "accuracy_std_over_seeds", "accuracy_ci95_over_seeds", "accuracy_gain",
+                   "paired_difference_mean", "paired_difference_ci95", "paired_t_p", "mcnemar_p"}
 TIMING_METRICS = {"lime_batched_over_inference", "lime_speedup_vs_lime_bs10", "lime_speedup_vs_lime_bs1000"}
 
 
@@ -494,6 +578,8 @@ def unreachable_reason(ctx: Context, rec: dict) -> str | None:
     if "second" in unit or rec["metric"] in TIMING_METRICS:
         return "a timing, not a deterministic measurement"
     v = VERIFIERS.get((rec["experiment"], rec["metric"]))
+    if v is None and rec["metric"] in DERIVED_METRICS:
+        return "a statistic of the file's accuracy records (verified on their own rows)"
     if v is None:
         if rec.get("model_hash") and rec["model_hash"] not in ctx.committed():
             return f"checkpoint not committed: {_uncommitted_label(rec)}"

@@ -82,3 +82,37 @@ def test_missing_checkpoint_is_unreachable_not_failed(tmp_path, monkeypatch):
     assert all(r["status"] == "unreachable" and r["reason"].startswith("no verifier yet")
                for r in doc["rows"] if r["experiment"].startswith("02"))
     assert all(c["failed"] == 0 and c["verified"] == 0 for c in doc["counts"].values())
+
+
+def _baseline(r):
+    return r["model"] == "resnet18_cifar10" and r["model_hash"] == _baseline_hash() and r["metric"] in ("accuracy", "robust_accuracy")
+
+
+def _baseline_hash():
+    doc = json.loads((CPU / f"{BASELINE}.json").read_text())
+    return next(r["model_hash"] for r in doc["records"] if _clean_r18(r))
+
+
+def _fgsm_at(r, eps):
+    return (r["attack"] or {}).get("name") == "fgsm" and abs(r["eps"] - eps) < 1e-9
+
+
+def test_refinement_curve_and_corruption_records_reproduce(tmp_path, monkeypatch):
+    """Notebooks 04, 06 and 07 through their own measuring code: the baseline's clean and FGSM points
+    (06's with their per-image bits, the `strong` subset's sliced from the full run), and a
+    corrupted set generated afresh when the cache is gone."""
+    _copy(tmp_path / "results", "04_refinement_training",
+          lambda r: _baseline(r) and not r["setting"] and (r["attack"] is None or _fgsm_at(r, 0.01)))
+    _copy(tmp_path / "results", "06_robustness_curves",
+          lambda r: _baseline(r) and r["setting"]["subset"] in ("all", "strong") and (r["attack"] is None or _fgsm_at(r, 0.01)))
+    _copy(tmp_path / "results", "07_cifar10c_table",
+          lambda r: _baseline(r) and r["setting"]["corruption"] in ("none", "fog") and r["setting"]["severity"] in (0, 5)
+          and (r["attack"] is None or _fgsm_at(r, 0.01)))
+    monkeypatch.setattr(paths, "CACHE_DIR", tmp_path / "cache")  # no CIFAR-10-C cache: fog is generated
+    rc, doc = _verify(tmp_path)
+    assert rc == 0, [r for r in doc["rows"] if r["status"] != "pass"]
+    assert (tmp_path / "cache" / "cifar10c" / "cpu").exists()
+    assert {e: c["passed"] for e, c in doc["counts"].items()} == {
+        "04_refinement_training": 2, "06_robustness_curves": 4, "07_cifar10c_table": 4}
+    agreement = [r["agreement"] for r in doc["rows"] if r["experiment"].startswith("06")]
+    assert all(a is not None and a.split("/")[0] == a.split("/")[1] for a in agreement), agreement
