@@ -420,6 +420,40 @@ def corrupted_accuracy(ctx: Context, rec: dict) -> Measured:
     return Measured(value, n=len(split))
 
 
+def grounding_score(ctx: Context, rec: dict) -> Measured:
+    """Notebook 10, Table 3: stability.ground_scores for the record's defence and method on the
+    construction's first images (the records of one (defence, method, construction) share it)."""
+    from types import SimpleNamespace
+
+    from .paper_b import ddpm, stability
+    from .paper_b.defences import Defence
+    from .saliency import interval
+
+    P, s, seed = ctx.run_profile(rec), rec["setting"], rec["seed"]
+    S = P.stability
+    job = json.dumps(["10 grounding", rec["model_hash"], s, seed], sort_keys=True)
+    if job not in ctx.jobs:
+        key = json.dumps(["10 grounded sets", seed])
+        if key not in ctx.jobs:
+            ctx.jobs[key] = stability.grounded_sets(P, seed, S.iou_images)
+        data = ctx.jobs[key][s["construction"]]
+        den = config = None
+        if s.get("ddpm_hash"):
+            den = SimpleNamespace(model=denoiser(ctx, rec, s["ddpm_hash"]), config_hash=s["ddpm_hash"])
+            config = ddpm.PurifierConfig(s["t_star"], s["purifier_steps"], s["sampler"])
+        d = Defence(s["defence"], rec["model"], classifier(ctx, rec), den, config)
+        methods = stability.methods(S)
+        if s["method"] not in methods:
+            raise Unreachable(f"method {s['method']!r} is not one of today's {sorted(methods)}")
+        ctx.jobs[job] = (stability.ground_scores(d, methods[s["method"]], data, seed, S.batch_size, progress=False), len(data))
+    (values, n_kept, _), n_data = ctx.jobs[job]
+    if rec["metric"] == "followed_share":
+        return Measured(values["followed_share"], n=n_data)
+    if rec["metric"] not in values:
+        return Measured(None, n=n_kept, note="no image followed")
+    return Measured(float(interval(values[rec["metric"]])[0]), n=n_kept)
+
+
 def x0_psnr_db(ctx: Context, rec: dict) -> Measured:
     """Notebook 08: mean PSNR of the one-shot x0 prediction at t (noise seeded per t)."""
     from .paper_b import ddpm
@@ -529,6 +563,14 @@ def _needs_purified(ctx: Context, rec: dict) -> None:
     ctx.checkpoint(_zoo_hash(ctx, rec["model"]), rec["model"])
 
 
+def _needs_grounding(ctx: Context, rec: dict) -> None:
+    if "construction" not in rec["setting"]:
+        raise Unreachable("not a Table 3 measurement")
+    _needs_classifier(ctx, rec)
+    if rec["setting"].get("ddpm_hash"):
+        ctx.checkpoint(rec["setting"]["ddpm_hash"], f"DDPM {rec['setting']['ddpm_hash']}")
+
+
 def _needs_defence(ctx: Context, rec: dict) -> None:
     s = rec["setting"]
     if "defence" not in s or "score" not in s:
@@ -549,6 +591,8 @@ VERIFIERS: dict[tuple[str, str], Verifier] = {
     ("07_cifar10c_table", "accuracy"): Verifier(corrupted_accuracy, check=_needs_classifier),
     ("07_cifar10c_table", "robust_accuracy"): Verifier(corrupted_accuracy, check=_needs_classifier),
     ("08_ddpm_training", "x0_psnr_db"): Verifier(x0_psnr_db, "db", check=_needs_ddpm),
+    **{("10_attribution_stability", m): Verifier(grounding_score, "fraction", check=_needs_grounding)
+       for m in ("saliency_iou", "pointing_game", "saliency_iou_random_map", "saliency_chance_share", "followed_share")},
     ("08_ddpm_training", "model_parameters"): Verifier(model_parameters, "exact", check=_needs_ddpm),
     ("08_ddpm_training", "accuracy"): Verifier(purified_accuracy, check=_needs_purified),
     ("09_purification_and_adversarial_training", "accuracy"): Verifier(defence_accuracy, check=_needs_defence),

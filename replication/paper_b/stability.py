@@ -313,6 +313,25 @@ def stability(run, defence: Defence, method: str, explainer, split: Split, adv: 
     return run.add(recs)
 
 
+def ground_scores(defence: Defence, explainer, data: Grounded, seed: int, batch_size: int,
+                  progress: bool = True) -> tuple[dict[str, Any], int, float]:
+    """Table 3's measurement: ({"followed_share": share, and where any image is followed, per kept
+    image "saliency_iou", "pointing_game", "saliency_iou_random_map", "saliency_chance_share"},
+    images kept, seconds the maps took). `grounding` records it; replication.verify re-measures it."""
+    maps = explain(defence, explainer, to_float(data.split.x), seed, batch_size, progress)
+    keep = maps.predicted == data.target.cpu()
+    mask = data.mask[keep]
+    values: dict[str, Any] = {"followed_share": float(keep.float().mean())}
+    n_kept = int(keep.sum())
+    if n_kept:
+        g = torch.Generator().manual_seed(seed)
+        values.update(saliency_iou=sal.topk_iou(maps.magnitude[keep], mask),
+                      pointing_game=sal.pointing_game(maps.magnitude[keep], mask).astype(float),
+                      saliency_iou_random_map=sal.topk_iou(torch.rand(mask.shape, generator=g), mask),
+                      saliency_chance_share=sal.chance_share(mask))
+    return values, n_kept, maps.seconds
+
+
 def grounding(run, defence: Defence, method: str, explainer, data: Grounded, budget, progress: bool = True) -> list[dict[str, Any]]:
     """Table 3 for one (defence, method) on one construction: on the images where the defence
     predicts the masked pixels' class, the top-|mask| IoU, the pointing game, a random map's IoU and
@@ -324,22 +343,12 @@ def grounding(run, defence: Defence, method: str, explainer, data: Grounded, bud
     found = stored_all(templates, match_n=False)  # n is the images the defence followed: an outcome
     if found is not None:
         return run.add(found)
-    maps = explain(defence, explainer, to_float(data.split.x), run.seed, budget.batch_size, progress)
-    keep = maps.predicted == data.target.cpu()
-    mask = data.mask[keep]
-    values: dict[str, Any] = {"followed_share": float(keep.float().mean())}
-    n_kept = int(keep.sum())
-    if n_kept:
-        g = torch.Generator().manual_seed(run.seed)
-        iou = sal.topk_iou(maps.magnitude[keep], mask)
-        values.update(saliency_iou=iou, pointing_game=sal.pointing_game(maps.magnitude[keep], mask).astype(float),
-                      saliency_iou_random_map=sal.topk_iou(torch.rand(mask.shape, generator=g), mask),
-                      saliency_chance_share=sal.chance_share(mask))
+    values, n_kept, seconds = ground_scores(defence, explainer, data, run.seed, budget.batch_size, progress)
     recs = []
     for t in templates:
         m = t["metric"]
         if m == "followed_share":
-            t.update(value=values[m], wall_time_s=round(maps.seconds, 2))
+            t.update(value=values[m], wall_time_s=round(seconds, 2))
         elif m in values:
             mean, lo, hi, _ = sal.interval(values[m])
             t.update(value=_num(mean), n=n_kept, extra={"ci_low": _num(lo), "ci_high": _num(hi)})
