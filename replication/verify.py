@@ -22,7 +22,16 @@ which can flip an image whose margin is that small, and an attack's path can car
   |committed - measured| <= max(3, 0.25% of n) images, i.e. max(3, 0.0025 n) / n;
 - counts and data checks (n_images, md5_ok_fraction, model_parameters, notebook 09's masking checks
   recomputed from the file's records): exact;
-- a mean PSNR in dB: |committed - measured| <= 0.01 dB.
+- a mean PSNR in dB: |committed - measured| <= 0.01 dB;
+- a mean over n images of a per-image score (notebook 10's SSIM, Spearman, IoU, pointing game):
+  the fraction rule, i.e. as much as 3 images (0.25% of n) moving from one end of the scale to the other.
+
+What is re-measured, by notebook: 00's data checks; 01's clean / FGSM / PGD accuracies (subset and
+full test set); 04's accuracies of the baselines and refined models; 06's curve points with their
+per-image bits; 07's CIFAR-10-C accuracies; 08's PSNR, parameter count and purified accuracy (fixed
+noise); 09's defence accuracies (per-image draw counts) and masking checklist; 10's Table 2 (the
+adversarial pair re-crafts 09's strongest attack, as notebook 10 does) and Table 3. Statistics
+computed from other records (means over seeds, gains, paired tests) are named as such, not re-run.
 
 Per-image agreement (images whose stored outcome equals the re-measured one exactly; for notebook 09
 the count of correct purifier draws, shared by a job's mean / worst-of-k / fixed-noise records) is
@@ -126,8 +135,21 @@ class Context:
     models: dict[Any, Any] = field(default_factory=dict)
     splits: dict[Any, Any] = field(default_factory=dict)
     jobs: dict[str, Any] = field(default_factory=dict)
+    results_dir: Path | None = None       # where the results files are (another experiment's, when needed)
     _manifest: dict[str, Path] | None = None
     _profiles: dict[Any, Any] = field(default_factory=dict)
+    _others: dict[str, list[dict]] = field(default_factory=dict)
+
+    def records_of(self, experiment: str) -> list[dict]:
+        """Another experiment's committed records (notebook 10 needs 09's), read once."""
+        if experiment in self.docs:
+            return self.docs[experiment]["records"]
+        if experiment not in self._others:
+            path = Path(self.results_dir or paths.results_dir(self.profile)) / f"{experiment}.json"
+            if not path.exists():
+                raise Unreachable(f"{path.name} is not there")
+            self._others[experiment] = json.loads(path.read_text())["records"]
+        return self._others[experiment]
 
     def run(self, rec: dict) -> dict:
         return next((r for r in self.docs[rec["experiment"]]["runs"] if r["run_id"] == rec["run_id"]), {})
@@ -420,13 +442,76 @@ def corrupted_accuracy(ctx: Context, rec: dict) -> Measured:
     return Measured(value, n=len(split))
 
 
+def _defence(ctx: Context, rec: dict):
+    """The record's notebook 09 / 10 defence: its classifier, and where it has one its purifier."""
+    from types import SimpleNamespace
+
+    from .paper_b import ddpm
+    from .paper_b.defences import Defence
+
+    s = rec["setting"]
+    den = config = None
+    if s.get("ddpm_hash"):
+        den = SimpleNamespace(model=denoiser(ctx, rec, s["ddpm_hash"]), config_hash=s["ddpm_hash"])
+        config = ddpm.PurifierConfig(s["t_star"], s["purifier_steps"], s["sampler"])
+    net = SimpleNamespace(model=classifier(ctx, rec), config_hash=rec["model_hash"])
+    extra = {k: s[k] for k in ("explainer",) if k in s}
+    return Defence(s["defence"], rec["model"], net, den, config, setting_=extra or None)
+
+
+def _crafted(ctx: Context, rec: dict, d, split):
+    """Notebook 09's strongest attack on the defence at the record's eps, re-crafted as notebook 10
+    does (stability.Crafted, cached under .cache/adversarial/): the lowest mean-over-draws record of
+    09 for this defence, which must be the attack the record names."""
+    from .paper_b import adaptive as ad
+    from .paper_b import stability
+    from .paper_b.defences import MEAN, Job
+    from .results import canonical_eps
+
+    want = {**d.setting(), "subset": "all", "score": MEAN}
+    mine = [r for r in ctx.records_of("09_purification_and_adversarial_training")
+            if r["metric"] == "accuracy" and r["attack"] and r["model_hash"] == rec["model_hash"]
+            and canonical_eps(r["eps"]) == canonical_eps(rec["eps"]) and all(r["setting"].get(k) == v for k, v in want.items())]
+    if not mine:
+        raise Unreachable("notebook 09 has no record of an attack on this defence at this eps")
+    r09 = min(mine, key=lambda r: r["value"])
+    job = Job(attack_from(r09["attack"], r09["eps"]), ad.Threat(r09["setting"]["threat"], r09["setting"]["attack_noise"]), r09["eps"])
+    if r09["attack"] != rec["attack"] or job.threat.label != rec["setting"].get("threat"):
+        raise Unreachable(f"notebook 09's strongest attack today ({job.threat.label}) is not the one the record names")
+    return stability.Crafted(d, job, r09, split, ctx.run_profile(rec).purification, rec["seed"], ctx.profile, progress=True)
+
+
+def table2_score(ctx: Context, rec: dict) -> Measured:
+    """Notebook 10, Table 2: stability.stability_scores for the record's defence and method on
+    notebook 09's test images. The clean-vs-adversarial pair and the flip rate re-craft notebook
+    09's strongest attack on the defence first (about 45 min for ALDE on 2 cores, unless cached);
+    the clean-only pairs (the method's floor, chance) do not."""
+    from .paper_b import stability
+    from .saliency import interval
+
+    P, s, seed = ctx.run_profile(rec), rec["setting"], rec["seed"]
+    pair, adversarial = s.get("pair"), rec["metric"] == "prediction_flip_rate" or s.get("pair") == stability.PAIRS[0]
+    split = ctx.split("cifar10", False, P.purification.n_images, seed)
+    job = json.dumps(["10 table2", rec["model_hash"], {k: v for k, v in s.items() if k != "pair"}, seed], sort_keys=True)
+    if job not in ctx.jobs or (adversarial and ctx.jobs[job][1] is None):
+        methods = stability.methods(P.stability)
+        if s["method"] not in methods:
+            raise Unreachable(f"method {s['method']!r} is not one of today's {sorted(methods)}")
+        d = _defence(ctx, rec)
+        adv = _crafted(ctx, rec, d, split).adv if adversarial else None
+        ctx.jobs[job] = stability.stability_scores(d, methods[s["method"]], split, adv, seed, P.stability.batch_size,
+                                                   progress=False)
+    per_pair, flipped, _ = ctx.jobs[job]
+    if rec["metric"] == "prediction_flip_rate":
+        return Measured(float(flipped.mean()), n=len(flipped))
+    mean = interval(per_pair[pair][rec["metric"]])[0]
+    return Measured(None if math.isnan(mean) else float(mean), n=len(split))
+
+
 def grounding_score(ctx: Context, rec: dict) -> Measured:
     """Notebook 10, Table 3: stability.ground_scores for the record's defence and method on the
     construction's first images (the records of one (defence, method, construction) share it)."""
-    from types import SimpleNamespace
-
-    from .paper_b import ddpm, stability
-    from .paper_b.defences import Defence
+    from .paper_b import stability
     from .saliency import interval
 
     P, s, seed = ctx.run_profile(rec), rec["setting"], rec["seed"]
@@ -437,11 +522,7 @@ def grounding_score(ctx: Context, rec: dict) -> Measured:
         if key not in ctx.jobs:
             ctx.jobs[key] = stability.grounded_sets(P, seed, S.iou_images)
         data = ctx.jobs[key][s["construction"]]
-        den = config = None
-        if s.get("ddpm_hash"):
-            den = SimpleNamespace(model=denoiser(ctx, rec, s["ddpm_hash"]), config_hash=s["ddpm_hash"])
-            config = ddpm.PurifierConfig(s["t_star"], s["purifier_steps"], s["sampler"])
-        d = Defence(s["defence"], rec["model"], classifier(ctx, rec), den, config)
+        d = _defence(ctx, rec)
         methods = stability.methods(S)
         if s["method"] not in methods:
             raise Unreachable(f"method {s['method']!r} is not one of today's {sorted(methods)}")
@@ -563,8 +644,16 @@ def _needs_purified(ctx: Context, rec: dict) -> None:
     ctx.checkpoint(_zoo_hash(ctx, rec["model"]), rec["model"])
 
 
-def _needs_grounding(ctx: Context, rec: dict) -> None:
-    if "construction" not in rec["setting"]:
+def _needs_defence_maps(ctx: Context, rec: dict) -> None:
+    if "defence" not in rec["setting"] or "method" not in rec["setting"] or "construction" in rec["setting"]:
+        raise Unreachable("not a Table 2 measurement")
+    if rec["dataset"] != "cifar10":
+        raise Unreachable("ImageNet rows: no ImageNet here")
+    _needs_grounding(ctx, rec, table=2)
+
+
+def _needs_grounding(ctx: Context, rec: dict, table: int = 3) -> None:
+    if table == 3 and "construction" not in rec["setting"]:
         raise Unreachable("not a Table 3 measurement")
     _needs_classifier(ctx, rec)
     if rec["setting"].get("ddpm_hash"):
@@ -591,6 +680,8 @@ VERIFIERS: dict[tuple[str, str], Verifier] = {
     ("07_cifar10c_table", "accuracy"): Verifier(corrupted_accuracy, check=_needs_classifier),
     ("07_cifar10c_table", "robust_accuracy"): Verifier(corrupted_accuracy, check=_needs_classifier),
     ("08_ddpm_training", "x0_psnr_db"): Verifier(x0_psnr_db, "db", check=_needs_ddpm),
+    **{("10_attribution_stability", m): Verifier(table2_score, "fraction", check=_needs_defence_maps)
+       for m in ("attribution_ssim", "attribution_ssim_signed", "attribution_spearman", "prediction_flip_rate")},
     **{("10_attribution_stability", m): Verifier(grounding_score, "fraction", check=_needs_grounding)
        for m in ("saliency_iou", "pointing_game", "saliency_iou_random_map", "saliency_chance_share", "followed_share")},
     ("08_ddpm_training", "model_parameters"): Verifier(model_parameters, "exact", check=_needs_ddpm),
@@ -606,7 +697,7 @@ NOT_YET = {
     "04_refinement_training": "no verifier yet: notebook 04's identification rounds (Algorithm 1)",
     "05_lipschitz_bound": "no verifier yet: notebook 05's bound estimates",
     "06_robustness_curves": "no verifier yet: notebook 06's masking checklist",
-    "10_attribution_stability": "no verifier yet: notebook 10's attribution stability",
+    "10_attribution_stability": "no verifier yet: notebook 10's attack reproduction share and SSIM cross-check",
 }
 # Statistics computed from other records of the same file (each of those verified on its own row).
 DERIVED_METRICS = {"accuracy_mean_over_seeds", "accuracy_std_over_seeds", "accuracy_ci95_over_seeds", "accuracy_gain",
@@ -818,7 +909,7 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
     profile = resolve_profile(args.profile)
     rdir = Path(results_dir or args.results_dir or paths.results_dir(profile))
     docs = load_docs(rdir, experiments(rdir, args.only))
-    ctx = Context(profile, docs)
+    ctx = Context(profile, docs, results_dir=rdir)
     print(header(profile, rdir, args), flush=True)
 
     rows: list[Row] = []

@@ -267,13 +267,31 @@ def _make(run, defence: Defence, method: str, metric: str, value, n: int, datase
                        seed=run.seed, wall_time_s=wall, extra=extra or {})
 
 
+def stability_scores(defence: Defence, explainer, split: Split, adv: torch.Tensor | None, seed: int, batch_size: int,
+                     progress: bool = True) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray | None, float]:
+    """Table 2's measurement: per pair of PAIRS its per-image pair_scores, the per-image "the attack
+    flipped the prediction", and the seconds the maps took. Clean maps use `seed`, adversarial ones
+    seed + 1, the second clean run seed + 2. adv None: the two clean-only pairs (no flips).
+    `stability` records it; replication.verify re-measures it."""
+    x = to_float(split.x)
+    clean = explain(defence, explainer, x, seed, batch_size, progress)
+    attacked = None if adv is None else explain(defence, explainer, adv, seed + 1, batch_size, progress)
+    rerun = explain(defence, explainer, x, seed + 2, batch_size, progress)  # in this order: as first recorded
+    per_pair = {PAIRS[1]: pair_scores(clean, rerun), PAIRS[2]: pair_scores(clean, clean, unrelated(split.y, seed))}
+    wall, flipped = clean.seconds + rerun.seconds, None
+    if attacked is not None:
+        per_pair = {PAIRS[0]: pair_scores(clean, attacked), **per_pair}
+        flipped, wall = (clean.predicted != attacked.predicted).numpy(), wall + attacked.seconds
+    return per_pair, flipped, wall
+
+
 def stability(run, defence: Defence, method: str, explainer, split: Split, adv: dict[str, Any], budget,
               progress: bool = True) -> list[dict[str, Any]]:
     """Table 2 for one (defence, method): every pair's SSIM, signed SSIM and Spearman (mean and 95%
     interval over images), the share of predictions the attack flipped, and the clean-vs-adversarial
     SSIM split by flipped / kept, on the images of `split` (adv["adv"]: their adversarial versions).
     Reused from the results file when already measured."""
-    x, dataset = to_float(split.x), split.name
+    x, dataset = split.x, split.name
     job = adv.job if isinstance(adv, Crafted) else adv["job"]
     spec = job.attack.spec(job.eps)
     extra_attack = {"threat": job.threat.label}
@@ -283,16 +301,8 @@ def stability(run, defence: Defence, method: str, explainer, split: Split, adv: 
     found = stored_all(templates)
     if found is not None:
         return run.add(found)
-    seed = run.seed
-    clean = explain(defence, explainer, x, seed, budget.batch_size, progress)
-    attacked = explain(defence, explainer, adv.adv if isinstance(adv, Crafted) else adv["adv"], seed + 1,
-                       budget.batch_size, progress)
-    rerun = explain(defence, explainer, x, seed + 2, budget.batch_size, progress)
-    partner = unrelated(split.y, seed)
-    flipped = (clean.predicted != attacked.predicted).numpy()
-    per_pair = {PAIRS[0]: pair_scores(clean, attacked), PAIRS[1]: pair_scores(clean, rerun),
-                PAIRS[2]: pair_scores(clean, clean, partner)}
-    wall = clean.seconds + attacked.seconds + rerun.seconds
+    per_pair, flipped, wall = stability_scores(defence, explainer, split, adv.adv if isinstance(adv, Crafted) else adv["adv"],
+                                               run.seed, budget.batch_size, progress)
     recs = []
     for t in templates:
         m, p = t["metric"], t["setting"].get("pair")
