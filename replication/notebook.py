@@ -23,8 +23,10 @@ import torch
 
 from .figures import save_figure, set_theme
 from .profiles import Profile, get_profile
-from .results import (make_record, metric_units, new_run_id, provenance, record_key, require_clean_tree,
-                      save_records, stored, validate_record)
+from .results import (asked_hashes, make_record, metric_units, new_run_id, provenance, record_key,
+                      require_clean_tree, save_records, stored, validate_record)
+from .results import REPORTED_PROFILES
+from .results import prune as drop_records_of_other_models
 
 FRACTION = "fraction"
 
@@ -210,7 +212,19 @@ class Run:
         summary = (f"checks passed: {len(recs)} records, {len(groups)} accuracy groups, "
                    f"{len(invariants)} notebook invariants")
         print(summary)
+        self.prune()
         return None
+
+    def prune(self) -> list[dict[str, Any]]:
+        """The notebook ran to its end (check is its last call): drop from its results file the
+        records of models this run neither recorded nor looked up, i.e. models today's code no
+        longer builds (results.prune). In a reported profile it says what it dropped."""
+        keep = asked_hashes(self.experiment, self.profile.name) | {r["model_hash"] for r in self.records if r["model_hash"]}
+        dropped = drop_records_of_other_models(self.experiment, self.profile.name, keep)
+        if dropped and self.profile.name in REPORTED_PROFILES:  # smoke prunes quietly: its check cell's output is compared
+            models = sorted({f"{r['model']} {r['model_hash']}" for r in dropped})
+            print(f"dropped {len(dropped)} records of {len(models)} models today's code no longer builds: " + "; ".join(models))
+        return dropped
 
 
 def frame_html(df) -> str:

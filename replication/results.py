@@ -156,11 +156,25 @@ def ledger(experiment: str, profile: str) -> dict[str, dict[str, Any]]:
     return _ledger(experiment, profile)[1]
 
 
+# {(experiment, profile): model hashes this process asked the results file about}: with the hashes
+# of the records a run adds, the models today's code still builds (see `prune`).
+_ASKED: dict[tuple[str, str], set[str]] = {}
+
+
+def _asked(experiment: str, profile: str, *hashes: str | None) -> None:
+    _ASKED.setdefault((experiment, profile), set()).update(h for h in hashes if h)
+
+
+def asked_hashes(experiment: str, profile: str) -> set[str]:
+    return set(_ASKED.get((experiment, profile), ()))
+
+
 def stored(template: dict[str, Any], *, match_n: bool = True) -> dict[str, Any] | None:
     """The record already measured as `template` describes (a record, or a dict with the
     MEASUREMENT_FIELDS; its value is ignored), keeping the run that measured it; else None.
     match_n=False: for records whose n is an outcome (the images a score could be computed on),
     not a choice of images; the images are then fixed by the dataset and the setting."""
+    _asked(template["experiment"], template["profile"], template.get("model_hash"))
     _, by_key, any_n = _ledger(template["experiment"], template["profile"])
     return by_key.get(measurement_key(template)) if match_n else any_n.get(measurement_key(template, _ANY_N))
 
@@ -182,9 +196,31 @@ def stored_where(experiment: str, profile: str, **where: Any) -> list[dict[str, 
     setting = where.pop("setting", None) or {}
     metrics = where.pop("metric", None)
     metrics = None if metrics is None else set([metrics] if isinstance(metrics, str) else metrics)
-    return [r for r in ledger(experiment, profile).values()
-            if all(r[k] == v for k, v in where.items()) and (metrics is None or r["metric"] in metrics)
-            and all(r["setting"].get(k) == v for k, v in setting.items())]
+    found = [r for r in ledger(experiment, profile).values()
+             if all(r[k] == v for k, v in where.items()) and (metrics is None or r["metric"] in metrics)
+             and all(r["setting"].get(k) == v for k, v in setting.items())]
+    _asked(experiment, profile, where.get("model_hash"), *(r["model_hash"] for r in found))
+    return found
+
+
+def prune(experiment: str, profile: str, keep_hashes: set[str]) -> list[dict[str, Any]]:
+    """Drop from the experiment's file the records of models whose hash is not in `keep_hashes`
+    (records without a model hash stay): after a notebook ran to its end, the records of models
+    today's code no longer builds, e.g. a refined model whose recipe changed. Returns the dropped
+    records (git keeps them); the file is rewritten atomically, and only when something is dropped."""
+    path = results_path(experiment, profile)
+    if not path.exists():
+        return []
+    require_clean_tree(profile)
+    with _locked(path):
+        doc = load_results(experiment, profile)
+        dropped = [r for r in doc["records"] if r.get("model_hash") and r["model_hash"] not in keep_hashes]
+        if dropped:
+            doc["records"] = [r for r in doc["records"] if not (r.get("model_hash") and r["model_hash"] not in keep_hashes)]
+            used = {r["run_id"] for r in doc["records"]}
+            doc["runs"] = [r for r in doc["runs"] if r["run_id"] in used]
+            atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    return dropped
 
 
 # What a reported number depends on: a change here, committed or not, changes the numbers. Outputs

@@ -127,3 +127,20 @@ def test_a_rerun_that_reproduces_a_record_keeps_the_run_that_made_it(isolated_st
     changed.record(model=None, data="cifar10", metric="accuracy_gain", value=0.3, n=10)
     changed.save(quiet=True)
     assert results.stored({**doc["records"][0], "value": None})["run_id"] == changed.run_id
+
+
+def test_a_finished_notebook_drops_records_of_models_it_no_longer_builds(isolated_store, capsys):
+    old = _run()
+    for h in ("kept_by_lookup", "stale", "kept_by_record"):  # three models (a record's key has no hash)
+        old.record(model=f"m_{h}", model_hash=h, data="cifar10", metric="accuracy", value=0.5, n=10)
+    old.record(model=None, data="cifar10", metric="segments_mean", value=3.0, n=10)  # no model: never dropped
+    old.save(quiet=True)
+    new = _run()
+    assert results.stored(dict(old.records[0], run_id="x")) is not None  # looked up: still built today
+    new.record(model="m_kept_by_record", model_hash="kept_by_record", data="cifar10", metric="accuracy", value=0.5, n=10)
+    new.save(quiet=True)
+    new.check()
+    doc = results.load_results("reuse_test", "smoke")
+    assert sorted(str(r["model_hash"]) for r in doc["records"]) == ["None", "kept_by_lookup", "kept_by_record"]
+    assert "dropped" not in capsys.readouterr().out  # smoke prunes quietly (its check cell's output is compared)
+    assert new.prune() == []  # nothing more to drop: the file is left alone
