@@ -566,12 +566,12 @@ def purified_accuracy(ctx: Context, rec: dict) -> Measured:
     from .paper_b import ddpm
 
     s = rec["setting"]
-    net = classifier(ctx, rec, model_hash=_zoo_hash(ctx, rec["model"]))
+    net = classifier(ctx, rec, model_hash=rec["model_hash"] or _zoo_hash(ctx, rec["model"]))
     config = _purifier_config(s, rec["seed"])
     D = ctx.run_profile(rec).diffusion
     split = ctx.split("cifar10", False, rec["n"], rec["seed"])
     row = ddpm.purified_accuracy(net, denoiser(ctx, rec, s["ddpm_hash"]), split, [config], batch_size=D.batch_size)[0]
-    return Measured(row["accuracy"], n=row["n"], note="classifier hash not recorded: the committed " + rec["model"])
+    return Measured(row["accuracy"], n=row["n"], note="" if rec["model_hash"] else "classifier hash not recorded: the committed " + rec["model"])
 
 
 def _zoo_hash(ctx: Context, name: str) -> str:
@@ -641,7 +641,7 @@ def _needs_purified(ctx: Context, rec: dict) -> None:
     if s.get("purifier_noise") != "fixed":
         raise Unreachable("fresh purifier noise from an unseeded global RNG (not deterministic)")
     ctx.checkpoint(s["ddpm_hash"], f"DDPM {s['ddpm_hash']}")
-    ctx.checkpoint(_zoo_hash(ctx, rec["model"]), rec["model"])
+    ctx.checkpoint(rec["model_hash"] or _zoo_hash(ctx, rec["model"]), rec["model"])
 
 
 def _needs_defence_maps(ctx: Context, rec: dict) -> None:
