@@ -10,7 +10,8 @@ import re
 
 import pandas as pd
 
-from . import paths
+from . import claims, paths
+from .cache import atomic_write_text
 from .papers import normalised_eps_scale, paper_a_baseline_comparison, paper_a_points, paper_eps
 from .results import query
 from .tables import accuracy_table, point_label, with_labels
@@ -383,13 +384,41 @@ def render(profile: str) -> str:
     return "\n".join(out) if out else f"(no results for profile {profile} yet)"
 
 
+SCALE = {"smoke": "SMOKE PROFILE: a few images and epochs to test the code; these numbers mean nothing.",
+         "cpu": ("cpu profile: the reduced-scale replication a 2-core CPU finishes (width-16 ResNet-18, 15 epochs; "
+                 "500-2,000 test images; the papers' models are larger and trained longer). Read each verdict at that scale."),
+         "full": "full profile: paper scale on one GPU."}
+
+
+def verdict_counts(vs) -> str:
+    from collections import Counter
+
+    n = Counter(v.verdict for v in vs)
+    return ", ".join(f"{n[k]} {k}" for k in (*claims.VERDICTS, "no record") if n[k])
+
+
+def report(profile: str) -> str:
+    """results/<profile>/REPORT.md: the verdict of every claim (claims.yaml) first, then each
+    notebook's numbers beside the papers'. A smoke report says so at the top of every section."""
+    vs = claims.verdicts(claims.profile_records(profile), strict=profile != "smoke")
+    banner = f"> {SCALE.get(profile, profile)}"
+    out = [f"# Replication report ({profile})", "", banner, "",
+           f"## Verdicts: {len(vs)} claims of the two papers", "",
+           f"{verdict_counts(vs)}. Rules and intervals: `replication/claims.py`; claims: "
+           "`replication/data_files/claims.yaml`. Paper values are the papers' own; ours are what the code measured.", "",
+           claims.markdown(vs, profile), "", "## Per notebook", "", banner, "", render(profile)]
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--update-readme", action="store_true")
     args = ap.parse_args(argv)
     text = render(args.profile)
-    print(text)
+    path = paths.results_dir(args.profile) / "REPORT.md"
+    atomic_write_text(path, report(args.profile))
+    print(f"wrote {path.relative_to(paths.PROJECT_ROOT)}")
     if args.update_readme:
         readme = paths.PROJECT_ROOT / "README.md"
         body = readme.read_text()
