@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROFILE ?=
 
-.PHONY: reproduce test test-notebooks test-browser bench install clean-smoke lab
+.PHONY: reproduce test test-notebooks test-browser bench install clean-smoke lab html
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test-browser: $(STAMP)
 	command -v chromium >/dev/null || { echo "test-browser needs Debian's chromium: apt-get install chromium"; exit 2; }
 	$(PY) -m pip install --quiet -e ".[dev,browser]"
 	REPLICATION_PROFILE=smoke REPLICATION_BROWSER_TEST=1 $(PY) -m pytest -q tests/browser
+
+# The static HTML edition (offline): the verdict table, then every executed notebook with its figures.
+# Opens as site/<profile>/index.html in any browser.
+html: $(STAMP)
+	$(PY) -m replication.site --profile $(or $(PROFILE),cpu)
 
 bench: $(STAMP)
 	$(PY) -m replication.bench train --profile $(or $(PROFILE),cpu)

@@ -378,10 +378,17 @@ def _render_bench(profile: str) -> list[str]:
             + (". Time to test accuracy: " + ", ".join(tta) if tta else "") + "."]
 
 
-def render(profile: str) -> str:
-    out = (_render_01(profile) + _render_02(profile) + _render_03(profile) + _render_04(profile) + _render_05(profile)
-           + _render_06(profile) + _render_07(profile) + _render_08(profile) + _render_09(profile) + _render_10(profile) + _render_bench(profile))
+def sections(profile: str, *notebooks: str) -> str:
+    """The per-notebook blocks (tables beside the papers' numbers) of the notebooks named by number
+    ("01", ...; none: all of them and the benchmark), as Markdown."""
+    renders = {"01": _render_01, "02": _render_02, "03": _render_03, "04": _render_04, "05": _render_05, "06": _render_06,
+               "07": _render_07, "08": _render_08, "09": _render_09, "10": _render_10, "bench": _render_bench}
+    out = [line for nb in (notebooks or renders) for line in renders[nb](profile)]
     return "\n".join(out) if out else f"(no results for profile {profile} yet)"
+
+
+def render(profile: str) -> str:
+    return sections(profile)
 
 
 SCALE = {"smoke": "SMOKE PROFILE: a few images and epochs to test the code; these numbers mean nothing.",

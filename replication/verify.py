@@ -701,7 +701,7 @@ NOT_YET = {
 }
 # Statistics computed from other records of the same file (each of those verified on its own row).
 DERIVED_METRICS = {"accuracy_mean_over_seeds", "accuracy_std_over_seeds", "accuracy_ci95_over_seeds", "accuracy_gain",
-                   "paired_difference_mean", "paired_difference_ci95", "paired_t_p", "mcnemar_p"}
+                   "paired_difference_mean", "paired_difference_ci95", "paired_t_p", "mcnemar_p", "claims_with_verdict"}
 TIMING_METRICS = {"lime_batched_over_inference", "lime_speedup_vs_lime_bs10", "lime_speedup_vs_lime_bs1000"}
 
 
@@ -714,7 +714,7 @@ def unreachable_reason(ctx: Context, rec: dict) -> str | None:
         return "a timing, not a deterministic measurement"
     v = VERIFIERS.get((rec["experiment"], rec["metric"]))
     if v is None and rec["metric"] in DERIVED_METRICS:
-        return "a statistic of the file's accuracy records (verified on their own rows)"
+        return "a statistic of other records (verified on their own rows)"
     if v is None:
         if rec.get("model_hash") and rec["model_hash"] not in ctx.committed():
             return f"checkpoint not committed: {_uncommitted_label(rec)}"

@@ -26,6 +26,7 @@ EXPECTED_PARAMETERS = {
     "10_attribution_stability": {"PROFILE", "SEED", "EPS", "PAPER_A_EPS", "LARGE_EPS", "T_STAR", "STEPS", "T_MAX", "FOCUS",
                                  "CROSSCHECK_MAPS", "EXAMPLES", "IMAGENET_ROOT", "IMAGENET_WEIGHTS", "IMAGENET_IMAGES",
                                  "IMAGENET_EPS"},
+    "12_report": {"PROFILE", "SEED"},
 }
 
 
