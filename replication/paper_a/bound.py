@@ -177,28 +177,19 @@ def violation_summary(estimate: torch.Tensor, measured: torch.Tensor) -> dict[st
 ESTIMATES = ("masked", "unmasked", "margin", "clever")
 
 
-def check_model(run, model_name: str, tr, setting: dict, test, cfg, reference, budget, *, seed: int = 0):
-    """Estimates (a)-(d) and the measured minimal distortion on `test`'s correctly classified images,
-    with each image's own spurious mask (identification on the test images, reference included).
-    Records the summaries through `run`; returns the per-image DataFrame (also stored in the
-    min_linf_distortion_median record's extra, which the figures redraw from). A model whose records
-    are all in the results file is not built: its records and per-image values are read back."""
+def measure(tr, test, cfg, reference, budget, store: str, *, chunk: int, seed: int = 0):
+    """One model's measurement: on `test`'s correctly classified images, with each image's own
+    spurious mask (identification on the test images, reference included), estimates (a)-(d) and the
+    measured minimal distortion. (per-image DataFrame, (model, x, y, minimal_linf's result)).
+    check_model records it; replication.verify re-measures it."""
     import pandas as pd
 
     from ..data import to_float
-    from ..results import stored_where
     from ..segments import to_pixels
     from . import spurious as sp
 
-    done = stored_where(run.experiment, run.profile.name, model=model_name, model_hash=tr.config_hash, dataset=test.name,
-                        seed=run.seed, setting=setting, metric=RECORDED)
-    if sorted(r["metric"] for r in done) == sorted(RECORDED_COUNTS):  # measured before: read back, build nothing
-        run.add(done)
-        per = next(r for r in done if r["metric"] == "min_linf_distortion_median")
-        return pd.DataFrame(per["extra"]["per_image"]).astype(float)
     model = tr.model.eval()
-    scores = sp.scores_for(model, tr.config_hash, test, cfg, run.profile.name, reference=reference,
-                           chunk=run.profile.identify.chunk, progress=False)
+    scores = sp.scores_for(model, tr.config_hash, test, cfg, store, reference=reference, chunk=chunk, progress=False)
     flags = sp.identify(scores, cfg)
     x, y = to_float(test.x.cpu()).contiguous(), test.y.cpu()
     with torch.no_grad():
@@ -215,21 +206,52 @@ def check_model(run, model_name: str, tr, setting: dict, test, cfg, reference, b
     df = pd.DataFrame({"masked": est.masked.numpy(), "unmasked": est.unmasked.numpy(), "margin": est.margin.numpy(),
                        "clever": cl.numpy(), "measured": measured["measured"].numpy(), "fab": measured["fab"].numpy(),
                        "alignment": est.alignment.numpy(), "masked_share": mask.float().mean((1, 2)).numpy()})
-    ctx = dict(model=model_name, model_hash=tr.config_hash, data=test.name, **setting)
-    run.record(**ctx, metric="min_linf_distortion_median", value=float(df["measured"].median()), n=len(df),
-               extra={"per_image": {c: [None if v != v else float(v) for v in df[c]] for c in df.columns},
-                      "attack": f"FAB {budget.fab_steps} steps, then a {budget.bisection_steps}-step bisection with PGD-20"})
+    return df, (model, x, y, measured)
+
+
+def summaries(df) -> dict[tuple[str, str | None], tuple[float, int]]:
+    """{(metric, estimate or None): (value, n)} of one model's per-image DataFrame: each estimate's
+    violation rate, median ratio and Spearman against the measured distortion, and the alignment's
+    mean and Spearman with it (eq 19 as a predictor)."""
+    from scipy.stats import spearmanr
+
+    out = {}
     for name in ESTIMATES:
         s = violation_summary(torch.tensor(df[name].values), torch.tensor(df["measured"].values))
         for metric, key in (("bound_violation_rate", "violation_rate"), ("bound_median_ratio", "median_ratio"),
                             ("bound_spearman", "spearman")):
-            run.record(**ctx, metric=metric, value=s[key], n=s["n"], estimate=name)
-    from scipy.stats import spearmanr
+            out[(metric, name)] = (s[key], s["n"])
+    fin = df[np.isfinite(df["measured"].values)]
+    out[("alignment_mean", None)] = (float(df["alignment"].mean()), len(df))
+    out[("alignment_spearman", None)] = (float(spearmanr(fin["alignment"], fin["measured"]).statistic), len(fin))
+    return out
 
-    fin = df[torch.isfinite(torch.tensor(df["measured"].values)).numpy()]
-    run.record(**ctx, metric="alignment_mean", value=float(df["alignment"].mean()), n=len(df))
-    run.record(**ctx, metric="alignment_spearman", value=float(spearmanr(fin["alignment"], fin["measured"]).statistic),
-               n=len(fin))
+
+def check_model(run, model_name: str, tr, setting: dict, test, cfg, reference, budget, *, seed: int = 0):
+    """Estimates (a)-(d) and the measured minimal distortion on `test`'s correctly classified images,
+    with each image's own spurious mask (identification on the test images, reference included).
+    Records the summaries through `run`; returns the per-image DataFrame (also stored in the
+    min_linf_distortion_median record's extra, which the figures redraw from). A model whose records
+    are all in the results file is not built: its records and per-image values are read back."""
+    import pandas as pd
+
+    from ..results import stored_where
+
+    done = stored_where(run.experiment, run.profile.name, model=model_name, model_hash=tr.config_hash, dataset=test.name,
+                        seed=run.seed, setting=setting, metric=RECORDED)
+    if sorted(r["metric"] for r in done) == sorted(RECORDED_COUNTS):  # measured before: read back, build nothing
+        run.add(done)
+        per = next(r for r in done if r["metric"] == "min_linf_distortion_median")
+        return pd.DataFrame(per["extra"]["per_image"]).astype(float)
+    df, (model, x, y, measured) = measure(tr, test, cfg, reference, budget, run.profile.name,
+                                          chunk=run.profile.identify.chunk, seed=seed)
+    ctx = dict(model=model_name, model_hash=tr.config_hash, data=test.name, **setting)
+    run.record(**ctx, metric="min_linf_distortion_median", value=float(df["measured"].median()), n=len(df),
+               extra={"per_image": {c: [None if v != v else float(v) for v in df[c]] for c in df.columns},
+                      "attack": f"FAB {budget.fab_steps} steps, then a {budget.bisection_steps}-step bisection with PGD-20"})
+    for (metric, estimate), (value, n) in summaries(df).items():
+        run.record(**ctx, metric=metric, value=value, n=n, **({} if estimate is None else {"estimate": estimate}))
+    fin = df[np.isfinite(df["measured"].values)]
     run.record(**ctx, metric="stronger_attack_below_measured", n=min(budget.crosscheck_images, len(fin)),
                value=crosscheck(model, x, y, measured["measured"], budget.crosscheck_images, seed=seed), steps=100, restarts=2)
     return df
