@@ -23,12 +23,14 @@ which can flip an image whose margin is that small, and an attack's path can car
 - counts and data checks (n_images, md5_ok_fraction, model_parameters, notebook 09's masking checks
   recomputed from the file's records): exact;
 - a mean PSNR in dB: |committed - measured| <= 0.01 dB;
-- notebook 05's median ratio, Spearman correlations and mean alignment: 0.02; its median measured
+- notebook 05's median ratio, Spearman correlations and mean alignment, notebook 02's LIME statistics
+  (means of per-image shares and correlations): 0.02; its median measured
   distortion: 5% of it (FAB and the bisection land on slightly other eps when a logit moves);
 - a mean over n images of a per-image score (notebook 10's SSIM, Spearman, IoU, pointing game):
   the fraction rule, i.e. as much as 3 images (0.25% of n) moving from one end of the scale to the other.
 
-What is re-measured, by notebook: 00's data checks; 01's clean / FGSM / PGD accuracies (subset and
+What is re-measured, by notebook: 00's data checks; 02's LIME concentration and seed-to-seed
+correlation; 01's clean / FGSM / PGD accuracies (subset and
 full test set); 05's bound estimates, measured distortions and alignment (the whole measurement, per
 model); 04's accuracies of the baselines and refined models; 06's curve points with their
 per-image bits; 07's CIFAR-10-C accuracies; 08's PSNR, parameter count and purified accuracy (fixed
@@ -541,6 +543,31 @@ def grounding_score(ctx: Context, rec: dict) -> Measured:
     return Measured(float(interval(values[rec["metric"]])[0]), n=n_kept)
 
 
+def lime_statistic(ctx: Context, rec: dict) -> Measured:
+    """Notebook 02: explain.lime twice (seeds SEED and SEED + 1) on its test images with the run's
+    segmentation and kernel parameters, then explain.attribution_stats (about 2 x 3 min on 2 cores)."""
+    from . import explain, segments
+    from .data import load_split
+
+    p, s = ctx.params(rec), rec["setting"]
+    if not {"SEED", "SEGMENTATION", "N_SEGMENTS", "HIDE_COLOR", "KERNEL", "KERNEL_WIDTH", "RIDGE_ALPHA"} <= set(p):
+        raise Unreachable("the run stores no LIME parameters")
+    job = json.dumps(["02 lime", rec["model_hash"], s, rec["n"], p], sort_keys=True)
+    if job not in ctx.jobs:
+        cfg, seed = ctx.run_profile(rec).lime, p["SEED"]
+        if cfg.n_samples != s["n_samples"] or cfg.n_images != rec["n"]:
+            raise Unreachable(f"the profile's LIME budget ({cfg.n_images} images x {cfg.n_samples}) is not the record's")
+        model = classifier(ctx, rec)
+        x, y = load_split("cifar10", train=False, n=cfg.n_images, seed=seed).float_batch(0, cfg.n_images)
+        x = x.contiguous()
+        kw = {"n_segments": p["N_SEGMENTS"]} if p["SEGMENTATION"] == "slic" else {"cell": 4} if p["SEGMENTATION"] == "grid" else {}
+        segs, counts = segments.segment_batch(x, p["SEGMENTATION"], **kw)
+        lime_kw = {"hide_color": p["HIDE_COLOR"], "kernel": p["KERNEL"], "width": p["KERNEL_WIDTH"], "alpha": p["RIDGE_ALPHA"]}
+        betas = [explain.lime(model, x, y, segs, counts, cfg.n_samples, seed + i, chunk=cfg.chunk, **lime_kw).beta for i in (0, 1)]
+        ctx.jobs[job] = explain.attribution_stats(*betas, counts)
+    return Measured(ctx.jobs[job][rec["metric"].removeprefix("lime_")], n=rec["n"])
+
+
 def bound_point(ctx: Context, rec: dict) -> Measured:
     """Notebook 05: bound.measure on the record's model (identification on the test images with the
     committed ResNet-50 as reference, FAB and a bisection, CLEVER), then bound.summaries; the records
@@ -712,6 +739,8 @@ VERIFIERS: dict[tuple[str, str], Verifier] = {
     ("01_baseline_training", "accuracy"): Verifier(baseline_accuracy, check=_needs_classifier),
     ("01_baseline_training", "accuracy_full_test_set"): Verifier(full_test_accuracy, check=_needs_classifier),
     ("04_refinement_training", "accuracy"): Verifier(study_accuracy, check=_needs_classifier),
+    **{("02_lime_analysis", m): Verifier(lime_statistic, "close", check=_needs_classifier)
+       for m in ("lime_top10pct_share_mean", "lime_resample_corr_mean", "lime_resample_corr_min", "lime_resample_corr_median")},
     ("05_lipschitz_bound", "bound_violation_rate"): Verifier(bound_point, check=_needs_bound),
     ("05_lipschitz_bound", "min_linf_distortion_median"): Verifier(bound_point, "relative", check=_needs_bound),
     **{("05_lipschitz_bound", m): Verifier(bound_point, "close", check=_needs_bound)
@@ -733,7 +762,7 @@ VERIFIERS: dict[tuple[str, str], Verifier] = {
 
 # Experiments with no verifier yet, and why (a record whose checkpoint is not committed says that first).
 NOT_YET = {
-    "02_lime_analysis": "no verifier yet: notebook 02's LIME measurements",
+    "02_lime_analysis": "no verifier yet: notebook 02's segment counts and its batched-vs-lime benchmark",
     "03_spurious_features": "no verifier yet: notebook 03's identification and shortcut checks",
     "04_refinement_training": "no verifier yet: notebook 04's identification rounds (Algorithm 1)",
     "05_lipschitz_bound": "no verifier yet: notebook 05's APGD cross-check of the measured distortions",
