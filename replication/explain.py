@@ -79,13 +79,15 @@ def weighted_ridge(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor, alpha: flo
 @torch.no_grad()
 def lime_batched(model: torch.nn.Module, images: torch.Tensor, segments: torch.Tensor, masks: torch.Tensor,
                  labels: torch.Tensor, *, n_features: torch.Tensor | None = None, hide_color: float = 0.0, kernel: str = "lime", width: float = 0.25,
-                 alpha: float = 1.0, forward_batch: int = 2048) -> LimeResult:
+                 alpha: float = 1.0, forward_batch: int = 2048, weights: torch.Tensor | None = None) -> LimeResult:
     """LIME coefficients for a batch of images.
 
     images (B,3,H,W) in [0,1]; segments (B,H,W) int64 with labels 0..F_b-1; masks (S,F) or (B,S,F)
     in {0,1}; labels (B,) the class explained. Images with fewer segments than F give their count in
     n_features (B,) and set the padding columns to 1 (see pad_masks): those columns are constant,
     so their coefficient is exactly 0 and the regression on the real columns is unchanged.
+    `weights` (S,) or (B,S), if given, are the regression weights instead of the kernel's (designs
+    that draw rows from the kernel itself, lime_sampling.kernel_masks, fit them with equal weights).
     """
     B, _, H, W = images.shape
     dev = images.device
@@ -106,7 +108,10 @@ def lime_batched(model: torch.nn.Module, images: torch.Tensor, segments: torch.T
             sq_dist[b, s:s + len(m)] = ((z - images[b:b + 1]) ** 2).flatten(1).sum(1)
     if n_features is None:
         n_features = torch.full((B,), F, device=dev)
-    w = _kernel_weights(masks, n_features.to(dev), sq_dist, kernel, width)
+    if weights is None:
+        w = _kernel_weights(masks, n_features.to(dev), sq_dist, kernel, width)
+    else:
+        w = weights.to(dev, masks.dtype).expand(B, S)
     beta, intercept = weighted_ridge(masks, probs, w, alpha)
     return LimeResult(beta.float(), intercept.float(), w, probs)
 

@@ -374,8 +374,37 @@ def _render_bench(profile: str) -> list[str]:
     parts = [f"{r.metric.replace('_', ' ')} {r.value:,.0f}" for r in df.itertuples() if r.metric.endswith("per_s")]
     tta = [f"{int(round(100 * r.target))}%: " + (f"{r.value / 60:.1f} min" if r.value is not None else "not reached")
            for r in df[df["metric"] == "time_to_accuracy_s"].itertuples()]
-    return [f"\nBenchmark (`python -m replication.bench train --profile {profile}`): " + ", ".join(parts)
-            + (". Time to test accuracy: " + ", ".join(tta) if tta else "") + "."]
+    out = [f"\nBenchmark (`python -m replication.bench train --profile {profile}`): " + ", ".join(parts)
+           + (". Time to test accuracy: " + ", ".join(tta) if tta else "") + "."] if parts or tta else []
+    return out + _render_lime_estimators(df, profile)
+
+
+def _render_lime_estimators(df, profile: str) -> list[str]:
+    """`bench lime-estimators`: top-5 agreement of each LIME estimator with the lime reference."""
+    import pandas as pd
+
+    agree = df[df["metric"] == "lime_estimator_top5_agreement"]
+    if not len(agree):
+        return []
+
+    def value(metric, r):
+        hit = df[(df["metric"] == metric) & (df["estimator"] == r.estimator) & (df["n_samples"] == r.n_samples)
+                 & (df["reference_samples"] == r.reference_samples)]
+        return hit.iloc[0] if len(hit) else None
+
+    rows = []
+    for r in agree.itertuples():
+        ev, vs, sp = (value(m, r) for m in ("lime_estimator_evaluations_per_image", "lime_estimator_top5_agreement_vs_bar",
+                                             "lime_estimator_spearman"))
+        lo, hi = (r.extra or {}).get("ci95", [None, None])
+        rows.append({"estimator": f"{r.estimator}-{r.n_samples}", "evaluations": None if ev is None else int(ev["value"]),
+                     "top-5 agreement": f"{r.value:.3f}", "95% CI": f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "",
+                     "minus the bar": "" if vs is None else f"{vs['value']:+.3f}",
+                     "Spearman |beta|": "" if sp is None else f"{sp['value']:.3f}"})
+    first = agree.iloc[0]
+    return [f"\nLIME estimators (`python -m replication.bench lime-estimators --profile {profile}`; {first['n']} "
+            f"{first['split']} images, reference lime at {first['reference_samples']:,} samples, {first['seeds']} seeds):\n",
+            _md(pd.DataFrame(rows), index=False)]
 
 
 def sections(profile: str, *notebooks: str) -> str:

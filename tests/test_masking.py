@@ -1,5 +1,6 @@
 """The gradient-masking checklist on hand-made records: each check passes on a sound evaluation
 and fails on the pattern it exists to catch."""
+import numpy as np
 import pandas as pd
 
 from replication.masking import checklist
@@ -46,3 +47,13 @@ def test_what_was_not_evaluated_is_none_not_a_pass():
 def test_two_images_of_noise_are_tolerated():
     v = _verdicts([("fgsm", 1, 1, 0.01, 0.500), ("pgd", 20, 1, 0.01, 0.502)])
     assert v["PGD <= FGSM"] is True
+
+
+def test_the_autoattack_margin_is_counted_in_images_not_float_bits():
+    # 5% vs 3% of 200 images is exactly 2 pp; as float32 fractions the difference is 0.0200000014
+    f32 = lambda v: float(np.float32(v))
+    assert f32(0.05) - f32(0.03) > 0.02
+    t = checklist(_frame([("pgd", 20, 1, 0.03, f32(0.05)), ("autoattack", 100, 1, 0.03, f32(0.03))], n=200))
+    assert dict(zip(t["check"], t["pass"]))["AutoAttack within 2 pp of the best PGD"] is True
+    t = checklist(_frame([("pgd", 20, 1, 0.03, f32(0.055)), ("autoattack", 100, 1, 0.03, f32(0.03))], n=200))
+    assert dict(zip(t["check"], t["pass"]))["AutoAttack within 2 pp of the best PGD"] is False
