@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -45,15 +45,19 @@ class LimeResult:
     targets: torch.Tensor     # (B, S) model probability of the explained class
 
 
+def lime_kernel(k: torch.Tensor, n_features: torch.Tensor | float, width: float = 0.25) -> torch.Tensor:
+    """lime's weight of a mask row with k of n_features segments on: sqrt(exp(-d^2 / width^2)), d =
+    1 - sqrt(k/F) the cosine distance between the row and the all-ones row."""
+    d = 1 - torch.sqrt(k / n_features)
+    return torch.sqrt(torch.exp(-(d ** 2) / width ** 2))
+
+
 def _kernel_weights(masks: torch.Tensor, n_features: torch.Tensor, perturbed_sq_dist: torch.Tensor | None,
                     kernel: str, width: float) -> torch.Tensor:
     if kernel == "lime":
-        # cosine distance between each mask row and the all-ones row: 1 - sqrt(k/F), counted over
-        # the image's real features (padding columns are constant ones)
+        # k counted over the image's real features (padding columns are constant ones)
         pads = (masks.shape[-1] - n_features).to(masks.dtype)[:, None]
-        k = masks.sum(-1) - pads
-        d = 1 - torch.sqrt(k / n_features.to(masks.dtype)[:, None])
-        return torch.sqrt(torch.exp(-(d ** 2) / width ** 2))
+        return lime_kernel(masks.sum(-1) - pads, n_features.to(masks.dtype)[:, None], width)
     if kernel == "paper":
         return torch.exp(-perturbed_sq_dist / width ** 2)
     raise ValueError(f"Unknown kernel {kernel!r}; use 'lime' or 'paper'.")
@@ -144,16 +148,30 @@ def lime_reference(model: torch.nn.Module, image: torch.Tensor, segments: np.nda
 
 # ---- many images, and the lime package as the yardstick -------------------------------------------
 
-def lime(model, x, y, segments, counts, n_samples: int, seed: int, chunk: int = 64, progress: bool = True,
-            **kw) -> LimeResult:
-    """Batched LIME over many images, `chunk` images at a time; masks as `lime` would draw them."""
+def lime(model, x, y, segments, counts, n_samples: int, seed: int | Sequence[int], chunk: int = 64,
+         progress: bool = True, design: Callable[[int, int, int], np.ndarray] = lime_masks,
+         row_weights: Callable[[np.ndarray, int], np.ndarray | None] | None = None, desc: str = "LIME",
+         **kw) -> LimeResult:
+    """Batched LIME over many images, `chunk` images at a time.
+
+    design(n_samples, n_features, seed) draws one image's mask rows (default: as `lime` draws them);
+    row_weights(rows, n_features), if given, returns their regression weights (None: lime's kernel).
+    `seed` is one seed for every image (lime's convention) or one per image."""
     f_max = int(counts.max())
+    seeds = [int(seed)] * len(x) if np.isscalar(seed) else [int(s) for s in seed]
+    if len(seeds) != len(x):
+        raise ValueError(f"{len(seeds)} seeds for {len(x)} images")
     parts = []
-    for s in bar(range(0, len(x), chunk), desc="LIME", enabled=progress):
+    for s in bar(range(0, len(x), chunk), desc=desc, enabled=progress):
         c = counts[s:s + chunk]
-        masks = torch.from_numpy(np.stack([pad_masks(lime_masks(n_samples, int(k), seed), f_max) for k in c]))
+        rows = [design(n_samples, int(k), seeds[s + i]) for i, k in enumerate(c.tolist())]
+        if len({len(m) for m in rows}) != 1:
+            raise ValueError(f"designs of different lengths in one chunk ({sorted({len(m) for m in rows})})")
+        w = None if row_weights is None else [row_weights(m, int(k)) for m, k in zip(rows, c.tolist())]
+        weights = None if w is None or w[0] is None else torch.from_numpy(np.stack(w))
+        masks = torch.from_numpy(np.stack([pad_masks(m, f_max) for m in rows]))
         parts.append(lime_batched(model, x[s:s + chunk], segments[s:s + chunk], masks, y[s:s + chunk],
-                                  n_features=c, **kw))
+                                  n_features=c, weights=weights, **kw))
     return LimeResult(*(torch.cat([getattr(p, f) for p in parts]) for f in ("beta", "intercept", "weights", "targets")))
 
 

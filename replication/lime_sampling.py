@@ -32,8 +32,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .explain import LimeResult, lime_batched, lime_masks, pad_masks, weighted_ridge
-from .progress import bar
+from . import explain as _explain
+from .explain import LimeResult, lime_masks, weighted_ridge
 
 Design = Callable[[int, int, int], np.ndarray]
 
@@ -41,9 +41,8 @@ Design = Callable[[int, int, int], np.ndarray]
 # ---- lime's kernel as a function of how many segments are on -------------------------------------
 
 def lime_kernel(k: np.ndarray, n_features: int, width: float = 0.25) -> np.ndarray:
-    """lime's weight of a mask row with k of n_features segments on (explain._kernel_weights)."""
-    d = 1 - np.sqrt(np.asarray(k, dtype=float) / n_features)
-    return np.sqrt(np.exp(-(d ** 2) / width ** 2))
+    """explain.lime_kernel on numpy counts: lime's weight of a row with k of n_features segments on."""
+    return _explain.lime_kernel(torch.as_tensor(np.asarray(k, dtype=float)), float(n_features), width).numpy()
 
 
 def kernel_k_distribution(n_features: int, width: float = 0.25) -> np.ndarray:
@@ -279,22 +278,6 @@ def explain(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, segments: 
     if est.weighting == "sampled" and kw.get("kernel", "lime") != "lime":
         raise ValueError(f"{est.name} draws rows from lime's kernel; kernel={kw['kernel']!r} does not apply")
     width = kw.get("width", 0.25)
-    seeds = [int(seed)] * len(x) if np.isscalar(seed) else [int(s) for s in seed]
-    if len(seeds) != len(x):
-        raise ValueError(f"{len(seeds)} seeds for {len(x)} images")
-    parts = []
-    for s in bar(range(0, len(x), chunk), desc=f"LIME ({est.name})", enabled=progress):
-        c = counts[s:s + chunk]
-        f_max = int(c.max())
-        masks = [est.masks(n_samples, int(k), seeds[s + i]) for i, k in enumerate(c.tolist())]
-        if len({len(m) for m in masks}) != 1:
-            raise ValueError(f"{est.name}: designs of different lengths in one chunk ({sorted({len(m) for m in masks})})")
-        w = [est.weights(m, int(k), width) for m, k in zip(masks, c.tolist())]
-        weights = None if w[0] is None else torch.from_numpy(np.stack(w))
-        parts.append(lime_batched(model, x[s:s + chunk], segments[s:s + chunk],
-                                  torch.from_numpy(np.stack([pad_masks(m, f_max) for m in masks])), y[s:s + chunk],
-                                  n_features=c, weights=weights, **kw))
-    f_all = int(counts.max())
-    pad = lambda t: torch.nn.functional.pad(t, (0, f_all - t.shape[1]))  # noqa: E731 (chunks differ in F)
-    return LimeResult(torch.cat([pad(p.beta) for p in parts]), *(torch.cat([getattr(p, f) for p in parts])
-                                                                 for f in ("intercept", "weights", "targets")))
+    return _explain.lime(model, x, y, segments, counts, n_samples, seed, chunk=chunk, progress=progress,
+                         design=est.masks, row_weights=lambda rows, k: est.weights(rows, k, width),
+                         desc=f"LIME ({est.name})", **kw)
