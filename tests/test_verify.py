@@ -3,7 +3,6 @@ committed checkpoints, a tampered value fails (non-zero exit), and a record whos
 there is unreachable, not failed. The real results files are only read: each test verifies a copy
 of the records it picks, in a temporary results directory."""
 import json
-import shutil
 from pathlib import Path
 
 from replication import paths, verify
@@ -67,12 +66,16 @@ def test_tampered_value_fails(tmp_path):
 def test_missing_checkpoint_is_unreachable_not_failed(tmp_path, monkeypatch):
     _copy(tmp_path / "results", BASELINE, _clean_r18)
     _copy(tmp_path / "results", "09_purification_and_adversarial_training",
-          lambda r: r["setting"].get("explainer") == "lime" and r["attack"] is None)  # a refined model: never committed
+          lambda r: r["setting"].get("explainer") == "lime" and r["attack"] is None)  # a refined model
     _copy(tmp_path / "results", "02_lime_analysis", lambda r: r["metric"] == "segments_mean")
-    # the manifest still lists every checkpoint, but none of the files is there
+    # the manifest lists the baselines but none of the files is there; the refined models are
+    # dropped from it, as if never committed
     monkeypatch.setattr(paths, "CHECKPOINTS_DIR", tmp_path / "checkpoints")
     (tmp_path / "checkpoints").mkdir()
-    shutil.copy(Path(paths.PROJECT_ROOT) / "checkpoints" / "MANIFEST.json", tmp_path / "checkpoints" / "MANIFEST.json")
+    manifest = json.loads((Path(paths.PROJECT_ROOT) / "checkpoints" / "MANIFEST.json").read_text())
+    kept = {rel: e for rel, e in manifest.items() if "_refine-" not in rel}
+    assert len(kept) < len(manifest)
+    (tmp_path / "checkpoints" / "MANIFEST.json").write_text(json.dumps(kept))
     rc, doc = _verify(tmp_path)
     assert rc == 0
     by = {(r["experiment"][:2], r["attack"].split("-")[0]): r for r in doc["rows"]}
