@@ -14,6 +14,7 @@ Importance is |beta| (eq 3).
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Protocol, Sequence
@@ -180,7 +181,16 @@ def _sync():
         torch.cuda.synchronize()
 
 
-def benchmark(model, x, y, segments, counts, n_samples: int, seed: int, lime_batch_sizes=(10, 1000),
+LIME_BATCH_SIZES = (10, 1000)
+
+
+def benchmark_metrics(lime_batch_sizes=LIME_BATCH_SIZES) -> list[str]:
+    """The measurements benchmark() returns (beyond its n_images and n_samples), known before it runs."""
+    return ([f"lime_bs{bs}_s_per_image" for bs in lime_batch_sizes] + ["batched_s_per_image", "max_abs_coef_diff_vs_lime",
+            "inference_s_per_image", "batched_over_inference"] + [f"speedup_vs_lime_bs{bs}" for bs in lime_batch_sizes])
+
+
+def benchmark(model, x, y, segments, counts, n_samples: int, seed: int, lime_batch_sizes=LIME_BATCH_SIZES,
               forward_batch: int = 2048) -> dict[str, Any]:
     """Seconds per image: `lime` at each batch size, batched LIME, and pure inference of the same
     number of perturbed images (LIME's floor). Also the largest coefficient difference to `lime`."""
@@ -215,6 +225,15 @@ def benchmark(model, x, y, segments, counts, n_samples: int, seed: int, lime_bat
     for bs in lime_batch_sizes:
         out[f"speedup_vs_lime_bs{bs}"] = out[f"lime_bs{bs}_s_per_image"] / out["batched_s_per_image"]
     return out
+
+
+ATTRIBUTION_STATS = ("top10pct_share_mean", "resample_corr_mean", "resample_corr_min", "resample_corr_median")
+
+
+def lime_by_seed(model, x, y, segments, counts, n_samples: int, **kw) -> Callable[[int], LimeResult]:
+    """seed -> lime(model, x, ..., seed, **kw), each seed run at most once and only when first asked
+    (a notebook whose records and figure data are stored never runs it)."""
+    return functools.cache(lambda seed: lime(model, x, y, segments, counts, n_samples, seed, **kw))
 
 
 def attribution_stats(beta: torch.Tensor, beta_resampled: torch.Tensor, counts: torch.Tensor) -> dict[str, float]:

@@ -97,6 +97,30 @@ class Run:
         got.setdefault("wall_time_s", time.perf_counter() - t0)
         return self.record(model=model, data=data, metric=metric, n=got.pop("n", n), **own, **got, **fields)
 
+    def records_once(self, compute: Callable[[], Mapping[str, float | None]], metrics: Iterable[str], *,
+                     model: str | None, data: str, n: int, extra: dict[str, Any] | None = None,
+                     **fields: Any) -> dict[str, dict[str, Any]]:
+        """record_once for several metrics that one computation measures together (a benchmark's
+        timings, a pair of LIME runs): compute() -> {metric: value} runs only when the results file
+        lacks any of them, and then records them all. Returns {metric: record}."""
+        metrics = list(metrics)
+        own = {k: fields.pop(k) for k in ("model_hash", "attack", "eps", "eps_reading") if k in fields}
+        templates = {m: make_record(**self.context(model=model, model_hash=own.get("model_hash"), **fields),
+                                    dataset=data, metric=m, attack=own.get("attack"), eps=own.get("eps"),
+                                    eps_reading=own.get("eps_reading"), value=None, n=int(n), seed=self.seed)
+                     for m in metrics}
+        old = {m: stored(t) for m, t in templates.items()}
+        if all(r is not None for r in old.values()):
+            self.records += old.values()
+            return old
+        t0 = time.perf_counter()
+        got = dict(compute())
+        if set(got) != set(metrics):
+            raise ValueError(f"records_once: compute() measured {sorted(got)}, expected {sorted(metrics)}")
+        secs = time.perf_counter() - t0
+        return {m: self.record(model=model, data=data, metric=m, value=got[m], n=n, wall_time_s=secs,
+                               extra=extra, **own, **fields) for m in metrics}
+
     def train_time(self, tr: Any, *, model: str, data: str, extra: dict[str, Any] | None = None,
                    with_history: bool = False, **setting: Any) -> dict[str, Any]:
         """The train_time_s record of a trained model `tr` (its history is read, so a lazy model

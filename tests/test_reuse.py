@@ -81,6 +81,26 @@ def test_record_once_measures_once(isolated_store):
     assert again.records == [r2]
 
 
+def test_records_once_measures_a_group_once(isolated_store):
+    import pytest
+
+    run = _run()
+    calls = []
+    got = run.records_once(lambda: calls.append(1) or {"lime_batched_s_per_image": 1.5, "lime_inference_s_per_image": 2.0},
+                           ["lime_batched_s_per_image", "lime_inference_s_per_image"], model="m", model_hash="h",
+                           data="cifar10", n=8, n_samples=1000)
+    assert calls == [1] and got["lime_inference_s_per_image"]["value"] == 2.0
+    run.save(quiet=True)
+    again = _run()
+    same = again.records_once(lambda: calls.append(2) or {}, ["lime_batched_s_per_image", "lime_inference_s_per_image"],
+                              model="m", model_hash="h", data="cifar10", n=8, n_samples=1000)
+    assert calls == [1] and {r["run_id"] for r in same.values()} == {run.run_id} and len(again.records) == 2
+    # one metric missing: the group is measured again; a compute() that measures something else fails
+    with pytest.raises(ValueError, match="expected"):
+        again.records_once(lambda: {"lime_batched_s_per_image": 1.0}, ["lime_batched_s_per_image", "lime_speedup_vs_lime_bs10"],
+                           model="m", model_hash="h", data="cifar10", n=8, n_samples=1000)
+
+
 def test_train_time_reads_history_only_when_missing(isolated_store):
     run = _run()
     tr = TrainResult(None, [{"epoch_time_s": 2.0}, {"epoch_time_s": 3.0}], None, True, "h1")

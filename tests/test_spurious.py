@@ -81,10 +81,43 @@ def test_scores_for_keys_lime_as_before_and_another_explainer_apart(monkeypatch)
     from replication.paper_a import spurious as sp
 
     keys = []
-    monkeypatch.setattr(sp, "scores_cached", lambda key, profile, compute: keys.append(key) or None)
+    monkeypatch.setattr(sp, "scores_cached", lambda key, profile, compute, keep=False: keys.append(key) or None)
     split = Split("cifar10", True, torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.tensor([0, 1]), 10)
     cfg = sp.IdentifyConfig()
     sp.scores_for(None, "h", split, cfg, "smoke")
     sp.scores_for(None, "h", split, cfg, "smoke", explainer=CaptumExplainer("gradient_shap", name="gradient_shap"))
     assert keys[0] == {"model": "h", "reference": None, "images": sp.images_key(split), "cfg": cfg.to_dict()}
     assert keys[1]["explainer"]["method"] == "gradient_shap" and {k: v for k, v in keys[1].items() if k != "explainer"} == keys[0]
+
+
+def test_kept_scores_are_committed_compactly_and_read_before_the_cache(isolated_store):
+    """keep=True writes results/<profile>/identification/<hash>.safetensors (uint8 segment ids);
+    any later lookup of the key reads it without computing; a file holding another key fails loudly."""
+    import pytest
+    import torch
+
+    from replication import paths
+    from replication.paper_a import spurious as sp
+
+    g = torch.Generator().manual_seed(0)
+    made = sp.Scores(segments=torch.randint(0, 36, (3, 32, 32), generator=g), counts=torch.tensor([36, 30, 12]),
+                     beta=torch.randn(3, 36, generator=g), sens=torch.rand(3, 36, generator=g),
+                     beta_var=torch.rand(3, 36, generator=g), beta_ref=None, sens_ref=None)
+    key = {"model": "h", "reference": None, "images": "abc", "cfg": {"n_samples": 5}}
+    calls = []
+    first = sp.scores_cached(key, "cpu", lambda: calls.append(1) or made, keep=True)
+    kept = paths.results_dir("cpu") / "identification"
+    (path,) = kept.glob("*.safetensors")
+    assert not (paths.cache_dir() / "identification" / "cpu").exists()  # kept scores skip the cache
+    from safetensors.torch import load_file
+    assert load_file(str(path))["segments"].dtype == torch.uint8
+    again = sp.scores_cached(key, "cpu", lambda: calls.append(2) or made)
+    assert calls == [1]
+    for a in (first, again):
+        assert a.segments.dtype == torch.int64 and torch.equal(a.segments, made.segments)
+        assert torch.equal(a.counts, made.counts) and torch.equal(a.beta, made.beta) and a.beta_ref is None
+    other = {**key, "images": "def"}
+    from replication.cache import stable_hash
+    path.rename(kept / f"{stable_hash(other)}.safetensors")  # a file under another key's name
+    with pytest.raises(ValueError, match="another identification"):
+        sp.scores_cached(other, "cpu", lambda: made)

@@ -21,6 +21,7 @@ segments (eq 8 uses m = 0 on spurious pixels; `pixel_masks` returns the spurious
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -241,13 +242,51 @@ def jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
     return 1.0 if union == 0 else (a & b).sum().item() / union
 
 
-def scores_cached(key: dict[str, Any], profile: str, compute) -> Scores:
-    """Scores for `key` (models' config hashes, images, IdentifyConfig) from .cache/identification,
-    or compute() them and store them there."""
+def scores_cached(key: dict[str, Any], profile: str, compute, keep: bool = False) -> Scores:
+    """Scores for `key` (models' config hashes, images, IdentifyConfig): from the committed store
+    results/<profile>/identification/ (written when `keep`: the scores a reported notebook's records
+    and figures come from, so a rerun or a later notebook re-identifies nothing), else from
+    .cache/identification, else compute() them and store them in one of the two."""
     from ..cache import stable_hash, tensor_file_memo
-    from ..paths import cache_dir
+    from ..paths import cache_dir, results_dir
 
-    d = tensor_file_memo(cache_dir() / "identification" / profile / f"{stable_hash(key)}.pt", lambda: compute().tensors())
+    name = stable_hash(key)
+    kept = results_dir(profile) / "identification" / f"{name}.safetensors"
+    if kept.exists():
+        return _load_kept(kept, key)
+    cached = cache_dir() / "identification" / profile / f"{name}.pt"
+    if keep:
+        d = torch.load(cached, weights_only=True) if cached.exists() else compute().tensors()
+        _save_kept(kept, key, d)
+    else:
+        d = tensor_file_memo(cached, lambda: compute().tensors())
+    return Scores(**{f.name: d.get(f.name) for f in fields(Scores)})
+
+
+def _save_kept(path, key: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Compactly: segment ids as uint8 (at most 255 segments per image), scores as float32."""
+    from safetensors.torch import save_file
+
+    from ..cache import atomic_write
+
+    out = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    if int(out["segments"].max()) > 255 or int(out["segments"].min()) < 0:
+        raise ValueError("segment ids outside 0-255 cannot be stored as uint8")
+    out["segments"] = out["segments"].to(torch.uint8)
+    out["counts"] = out["counts"].to(torch.int32)
+    atomic_write(path, lambda tmp: save_file(out, tmp, metadata={"key": json.dumps(key, sort_keys=True, default=str)}))
+
+
+def _load_kept(path, key: dict[str, Any]) -> Scores:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        stored_key = json.loads((f.metadata() or {}).get("key", "null"))
+        if stored_key != json.loads(json.dumps(key, sort_keys=True, default=str)):
+            raise ValueError(f"{path} holds the scores of another identification ({stored_key}), not of {key}: "
+                             "delete it and rerun the notebook that wrote it")
+        d = {k: f.get_tensor(k) for k in f.keys()}
+    d["segments"], d["counts"] = d["segments"].long(), d["counts"].long()
     return Scores(**{f.name: d.get(f.name) for f in fields(Scores)})
 
 
@@ -268,10 +307,11 @@ def identification_split(dataset: str, budget: IdentifyBudget, seed: int = 0) ->
 
 def scores_for(model: torch.nn.Module, model_hash: str, split: Split, cfg: IdentifyConfig, profile: str, *,
                reference: tuple[torch.nn.Module, str] | None = None, chunk: int = 50,
-               progress: bool = True, explainer: Explainer | None = None) -> Scores:
+               progress: bool = True, explainer: Explainer | None = None, keep: bool = False) -> Scores:
     """Cached Scores of `model` on `split` (with the reference model's attributions and gradients, if
     given); attributions from `explainer` (None: LIME at cfg's sample count), on both models. The
-    models may be lazy handles (zoo.Lazy): they are built only when the cache misses."""
+    models may be lazy handles (zoo.Lazy): they are built only when the cache misses. keep: store
+    them (and the reference's) in the committed store (scores_cached)."""
     from ..evaluate import model_of
 
     x, y = to_float(split.x.cpu()), split.y.cpu()
@@ -283,9 +323,10 @@ def scores_for(model: torch.nn.Module, model_hash: str, split: Split, cfg: Ident
         ref_model, ref_hash = reference
         ref_key = {"model": ref_hash, "images": img, "cfg": cfg.to_dict(), "instability": False, **how}
         ref_scores = scores_cached(ref_key, profile, lambda: attribution_scores(
-            model_of(ref_model), x, y, cfg, instability=False, chunk=chunk, progress=progress, explainer=explainer))
+            model_of(ref_model), x, y, cfg, instability=False, chunk=chunk, progress=progress, explainer=explainer), keep)
         segs = (ref_scores.segments, ref_scores.counts)
     key = {"model": model_hash, "reference": reference[1] if reference else None, "images": img,
            "cfg": cfg.to_dict(), **how}
     return scores_cached(key, profile, lambda: attribution_scores(
-        model_of(model), x, y, cfg, segments=segs, reference=ref_scores, chunk=chunk, progress=progress, explainer=explainer))
+        model_of(model), x, y, cfg, segments=segs, reference=ref_scores, chunk=chunk, progress=progress,
+        explainer=explainer), keep)
