@@ -51,6 +51,15 @@ def test_cheap_committed_records_reproduce(tmp_path):
     assert "max(3, 0.25% of n)" in doc["tolerance"]
 
 
+def test_segment_counts_reproduce(tmp_path):
+    picked = _copy(tmp_path / "results", "02_lime_analysis",
+                   lambda r: r["metric"].startswith("segments_") and r["setting"]["segmentation"] in ("SLIC n=50", "grid 4x4 px"))
+    assert len(picked) == 6
+    rc, doc = _verify(tmp_path)
+    assert rc == 0 and [r["status"] for r in doc["rows"]] == ["pass"] * 6
+    assert all(r["measured"] == r["committed"] for r in doc["rows"])
+
+
 def test_tampered_value_fails(tmp_path):
     real = (CPU / f"{BASELINE}.json").read_bytes()
     (rec,) = _copy(tmp_path / "results", BASELINE, _clean_r18, lambda r: {**r, "value": r["value"] + 0.05})
@@ -67,7 +76,7 @@ def test_missing_checkpoint_is_unreachable_not_failed(tmp_path, monkeypatch):
     _copy(tmp_path / "results", BASELINE, _clean_r18)
     _copy(tmp_path / "results", "09_purification_and_adversarial_training",
           lambda r: r["setting"].get("explainer") == "lime" and r["attack"] is None)  # a refined model
-    _copy(tmp_path / "results", "02_lime_analysis", lambda r: r["metric"] == "segments_mean")
+    _copy(tmp_path / "results", "02_lime_analysis", lambda r: r["metric"] == "lime_max_abs_coef_diff_vs_lime")
     # the manifest lists the baselines but none of the files is there; the refined models are
     # dropped from it, as if never committed
     monkeypatch.setattr(paths, "CHECKPOINTS_DIR", tmp_path / "checkpoints")
@@ -82,7 +91,7 @@ def test_missing_checkpoint_is_unreachable_not_failed(tmp_path, monkeypatch):
     assert by[("01", "clean")]["status"] == "unreachable" and "missing on disk" in by[("01", "clean")]["reason"]
     assert by[("09", "clean")]["status"] == "unreachable"
     assert by[("09", "clean")]["reason"].startswith("checkpoint not committed")
-    assert all(r["status"] == "unreachable" and r["reason"].startswith("no verifier yet")
+    assert all(r["status"] == "unreachable" and r["reason"].startswith("not re-measured")
                for r in doc["rows"] if r["experiment"].startswith("02"))
     assert all(c["failed"] == 0 and c["verified"] == 0 for c in doc["counts"].values())
 
