@@ -84,10 +84,7 @@ class Run:
         (results.stored: the stored record is appended, keeping the run that measured it).
         compute() gives the value, or a dict of record fields (value, n, wall_time_s, extra)."""
         own = {k: fields.pop(k) for k in ("model_hash", "attack", "eps", "eps_reading") if k in fields}
-        template = make_record(**self.context(model=model, model_hash=own.get("model_hash"), **fields), dataset=data,
-                               metric=metric, attack=own.get("attack"), eps=own.get("eps"),
-                               eps_reading=own.get("eps_reading"), value=None, n=int(n), seed=self.seed)
-        old = stored(template, match_n=match_n)
+        old = stored(self._template(model, data, metric, n, own, fields), match_n=match_n)
         if old is not None:
             self.records.append(old)
             return old
@@ -97,6 +94,12 @@ class Run:
         got.setdefault("wall_time_s", time.perf_counter() - t0)
         return self.record(model=model, data=data, metric=metric, n=got.pop("n", n), **own, **got, **fields)
 
+    def _template(self, model, data, metric, n, own: dict[str, Any], setting: dict[str, Any]) -> dict[str, Any]:
+        """The record a measurement would make, without its value: what results.stored looks up."""
+        return make_record(**self.context(model=model, model_hash=own.get("model_hash"), **setting), dataset=data,
+                           metric=metric, attack=own.get("attack"), eps=own.get("eps"),
+                           eps_reading=own.get("eps_reading"), value=None, n=int(n), seed=self.seed)
+
     def records_once(self, compute: Callable[[], Mapping[str, float | None]], metrics: Iterable[str], *,
                      model: str | None, data: str, n: int, extra: dict[str, Any] | None = None,
                      **fields: Any) -> dict[str, dict[str, Any]]:
@@ -105,11 +108,7 @@ class Run:
         lacks any of them, and then records them all. Returns {metric: record}."""
         metrics = list(metrics)
         own = {k: fields.pop(k) for k in ("model_hash", "attack", "eps", "eps_reading") if k in fields}
-        templates = {m: make_record(**self.context(model=model, model_hash=own.get("model_hash"), **fields),
-                                    dataset=data, metric=m, attack=own.get("attack"), eps=own.get("eps"),
-                                    eps_reading=own.get("eps_reading"), value=None, n=int(n), seed=self.seed)
-                     for m in metrics}
-        old = {m: stored(t) for m, t in templates.items()}
+        old = {m: stored(self._template(model, data, m, n, own, fields)) for m in metrics}
         if all(r is not None for r in old.values()):
             self.records += old.values()
             return old
