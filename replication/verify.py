@@ -28,14 +28,21 @@ which can flip an image whose margin is that small, and an attack's path can car
   distortion: 5% of it (FAB and the bisection land on slightly other eps when a logit moves);
 - a mean over n images of a per-image score (notebook 10's SSIM, Spearman, IoU, pointing game):
   the fraction rule, i.e. as much as 3 images (0.25% of n) moving from one end of the scale to the other.
+- notebook 03: shares of flagged segments / pixels / images and accuracies by the fraction rule, its
+  quantile thresholds within 5%, Jaccard and planted-square agreement within 0.02, the planted share
+  exact; notebook 10's SSIM cross-check against torchmetrics: 1e-6.
 
-What is re-measured, by notebook: 00's data checks; 02's LIME concentration and seed-to-seed
-correlation; 01's clean / FGSM / PGD accuracies (subset and
-full test set); 05's bound estimates, measured distortions and alignment (the whole measurement, per
-model); 04's accuracies of the baselines and refined models; 06's curve points with their
-per-image bits; 07's CIFAR-10-C accuracies; 08's PSNR, parameter count and purified accuracy (fixed
-noise); 09's defence accuracies (per-image draw counts) and masking checklist; 10's Table 2 (the
-adversarial pair re-crafts 09's strongest attack, as notebook 10 does) and Table 3. Statistics
+What is re-measured, by notebook: 00's data checks; 01's clean / FGSM / PGD accuracies (subset and
+full test set); 02's segment counts, LIME concentration and seed-to-seed correlation; 03's
+identification (re-run in full from the committed checkpoints, then its audit: flag shares,
+thresholds, rule agreement, planted-square scores, the shortcut model's accuracies; each row notes
+how the re-measured flags agree with the committed scores'); 04's accuracies of the baselines and
+refined models; 05's bound estimates, measured distortions, alignment and APGD cross-check (the whole
+measurement, per model); 06's curve points with their per-image bits and its masking checklist
+(recomputed from 04's and 06's records); 07's CIFAR-10-C accuracies; 08's PSNR, parameter count and
+purified accuracy (fixed noise); 09's defence accuracies (per-image draw counts) and masking
+checklist; 10's Table 2 (the adversarial pair re-crafts 09's strongest attack, as notebook 10 does),
+the share of images on which that re-crafting reproduces 09's outcome, the SSIM cross-check and Table 3. Statistics
 computed from other records (means over seeds, gains, paired tests) are named as such, not re-run.
 
 Per-image agreement (images whose stored outcome equals the re-measured one exactly; for notebook 09
@@ -71,11 +78,12 @@ from .explain import ATTRIBUTION_STATS
 from .progress import bar
 
 # ---- tolerances -----------------------------------------------------------------------------------
-MIN_IMAGES, SHARE_OF_N, DB_TOLERANCE, CLOSE, RELATIVE = 3, 0.0025, 0.01, 0.02, 0.05
+MIN_IMAGES, SHARE_OF_N, DB_TOLERANCE, CLOSE, RELATIVE, NUMERICAL = 3, 0.0025, 0.01, 0.02, 0.05, 1e-6
 TOLERANCE = (f"fractions of n images: |committed - measured| <= max({MIN_IMAGES}, {100 * SHARE_OF_N:g}% of n) images "
              f"(fp32 convolutions differ slightly between CPUs); counts and data checks: exact; "
              f"mean PSNR: {DB_TOLERANCE:g} dB; a ratio, correlation or mean alignment: {CLOSE:g}; "
-             f"a median distortion: {100 * RELATIVE:g}% of it")
+             f"a median distortion or an identification threshold: {100 * RELATIVE:g}% of it; "
+             f"a numerical cross-check (SSIM against torchmetrics): {NUMERICAL:g}")
 
 
 def tolerance(kind: str, n: int) -> float:
@@ -86,6 +94,8 @@ def tolerance(kind: str, n: int) -> float:
         return DB_TOLERANCE
     if kind == "close":
         return CLOSE
+    if kind == "numerical":
+        return NUMERICAL
     return 0.0  # exact ("relative" is scaled by the committed value in verify_record)
 
 
@@ -517,6 +527,40 @@ def table2_score(ctx: Context, rec: dict) -> Measured:
     return Measured(None if math.isnan(mean) else float(mean), n=len(split))
 
 
+def attack_reproduced(ctx: Context, rec: dict) -> Measured:
+    """Notebook 10: notebook 09's strongest attack on the defence re-crafted (as table2_score does,
+    sharing its cached images) and the share of images whose correct-draw count equals 09's. The
+    record names the defence by its row; its purifier comes from a Table 2 record of the same defence."""
+    twin = next((r for r in ctx.records_of(rec["experiment"]) if r["metric"] == "attribution_ssim"
+                 and r["model_hash"] == rec["model_hash"] and r["setting"].get("defence") == rec["setting"]["defence"]
+                 and r["setting"].get("threat") == rec["setting"]["threat"]), None)
+    if twin is None:
+        raise Unreachable("no Table 2 record of this defence names its purifier")
+    full = {**rec, "setting": {**twin["setting"], **rec["setting"]}}
+    split = ctx.split("cifar10", False, ctx.run_profile(rec).purification.n_images, rec["seed"])
+    return Measured(_crafted(ctx, full, _defence(ctx, full), split).reproduced["same counts"], n=len(split))
+
+
+def ssim_crosscheck(ctx: Context, rec: dict) -> Measured:
+    """Notebook 10: Integrated Gradients maps of the baseline on its first CROSSCHECK_MAPS images,
+    then our SSIM against torchmetrics' on the same pairs (stability.ssim_crosscheck)."""
+    from types import SimpleNamespace
+
+    from .data import to_float
+    from .paper_b import stability
+    from .paper_b.defences import Defence
+
+    p, P = ctx.params(rec), ctx.run_profile(rec)
+    if not {"SEED", "CROSSCHECK_MAPS"} <= set(p):
+        raise Unreachable("the run stores no CROSSCHECK_MAPS")
+    base = SimpleNamespace(model=classifier(ctx, rec), config_hash=rec["model_hash"])
+    x = to_float(ctx.split("cifar10", False, P.purification.n_images, p["SEED"]).x[:p["CROSSCHECK_MAPS"]])
+    ig = stability.explain(Defence("undefended", rec["model"], base), stability.methods(P.stability)["Integrated Gradients"],
+                           x, p["SEED"], P.stability.batch_size, progress=False)
+    ours, theirs = stability.ssim_crosscheck(ig.magnitude, p["SEED"])
+    return Measured(float(abs(ours - theirs).max()), n=len(ours))
+
+
 def grounding_score(ctx: Context, rec: dict) -> Measured:
     """Notebook 10, Table 3: stability.ground_scores for the record's defence and method on the
     construction's first images (the records of one (defence, method, construction) share it)."""
@@ -586,6 +630,140 @@ def segment_count(ctx: Context, rec: dict) -> Measured:
     return Measured(ctx.jobs[job][rec["metric"]], n=rec["n"])
 
 
+def _identification_group(rec: dict) -> str:
+    """Which of notebook 03's audits made the record."""
+    if rec["metric"] == "accuracy":
+        return "reliance"
+    if rec["model"] == "resnet18_cifar10_shortcut":
+        return "planted"
+    return "cifar100" if rec["dataset"] == "cifar100" else "cifar10"
+
+
+def _identify_fresh(ctx: Context, rec: dict, name: str, split, cfg, reference: bool, model_hash: str | None = None):
+    """An identification (notebooks 03 and 04) of model `name` on `split` re-run from the committed
+    checkpoints, reference included (once per model, images and settings in a verify run), and how
+    its flags agree with the committed scores' flags."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from .paper_a import spurious as sp
+
+    P = ctx.run_profile(rec)
+    h = model_hash or _zoo_hash(ctx, name)
+    job = json.dumps(["identify", h, sp.images_key(split), cfg.to_dict(), reference], sort_keys=True)
+    if job in ctx.jobs:
+        return ctx.jobs[job]
+    tr = SimpleNamespace(model=classifier(ctx, rec, model=name, model_hash=h), config_hash=h)
+    ref = None
+    if reference:
+        ref_hash = _zoo_hash(ctx, "resnet50_cifar10")
+        ref = (classifier(ctx, rec, model="resnet50_cifar10", model_hash=ref_hash), ref_hash)
+    scores = sp.scores_for(tr.model, h, split, cfg, P.name, reference=ref, chunk=P.identify.chunk, fresh=True)
+    flags = sp.identify(scores, cfg)
+    kept = sp.stored_scores(sp.score_keys(h, split, cfg, ref and ref[1])[1], ctx.profile)
+    if kept is None:
+        note = "no committed scores to compare with"
+    else:
+        old, ok = sp.identify(kept, cfg).spurious, sp.valid(kept.counts, kept.beta.shape[1])
+        same_seg = bool(torch.equal(kept.segments, scores.segments))
+        agree = ((old == flags.spurious) | ~ok).all(1).float().mean().item() if same_seg else float("nan")
+        note = (f"segments {'equal' if same_seg else 'DIFFER'}; flags equal to the committed scores' on "
+                f"{100 * agree:.1f}% of images; max |beta - committed| {float((scores.beta - kept.beta).abs().max()):.2g}")
+    ctx.jobs[job] = (tr, scores, flags, note)
+    return ctx.jobs[job]
+
+
+def algorithm1_round(ctx: Context, rec: dict) -> Measured:
+    """Notebook 04, Algorithm 1: round r's identification re-run from the committed checkpoint of the
+    model entering it (round 1: the baseline; round r: round r-1's refined model), with notebook 04's
+    rules (the profile's defaults, the ResNet-50 reference); its flagged shares, and the Jaccard index
+    of its flags with round r-1's (each identification about 15-25 min on 2 cores)."""
+    from .paper_a import spurious as sp
+
+    s, P, seed = rec["setting"], ctx.run_profile(rec), rec["seed"]
+    cfg = sp.identify_config(P.identify, seed)
+    split = sp.identification_split("cifar10", P.identify, seed)
+
+    def flags(r: int):
+        name = _round_model(ctx, s, r)
+        _, scores, f, note = _identify_fresh(ctx, rec, name, split, cfg, reference=True,
+                                             model_hash=_zoo_hash(ctx, name))
+        return scores, f, note
+
+    scores, f, note = flags(s["round"])
+    ok = sp.valid(scores.counts, f.spurious.shape[1])
+    if rec["metric"] == "flagged_segment_frac":
+        return Measured(float(f.spurious.sum() / ok.sum()), n=len(split), note=note)
+    if rec["metric"] == "flagged_pixel_frac":
+        return Measured(float(sp.pixel_masks(f.spurious, scores.segments).float().mean()), n=len(split), note=note)
+    return Measured(sp.jaccard(flags(s["round"] - 1)[1].spurious, f.spurious), n=len(split), note=note)
+
+
+def _round_model(ctx: Context, s: dict, r: int) -> str:
+    """The model Algorithm 1's round r identifies (notebook 04's names)."""
+    from .paper_a import refine as rf
+
+    if r == 1:
+        return "resnet18_cifar10"
+    full = next(x for x in rf.ablation_specs(s["eps_train"], s["alpha"], s["lambda"]) if x.name == rf.FULL)
+    return f"resnet18_cifar10_refine-{full.key()}" if r == 2 else f"resnet18_cifar10_alg1-round{r - 1}"
+
+
+def identification_statistic(ctx: Context, rec: dict) -> Measured:
+    """Notebook 03: its identification re-run from the committed checkpoints (LIME with its fixed
+    seeds, input gradients, LIME on the noisy copies, the reference's side; nothing read from the
+    committed scores), then its audit (paper_a.audit) into a scratch Run; the record's twin is read
+    from that. The records of one audit share it (about 15-25 min per identified model on 2 cores)."""
+    import torch
+
+    from . import shortcuts, zoo
+    from .notebook import Run
+    from .paper_a import audit
+    from .paper_a import spurious as sp
+    from .results import measurement_key
+
+    p, group = ctx.params(rec), _identification_group(rec)
+    if not {"SEED", "TAU_Q", "SUPPORT_Q", "EPS_Q", "DELTA_Q", "PERTURB_SIGMA"} <= set(p):
+        raise Unreachable("the run stores no identification parameters")
+    job = json.dumps(["03", group, rec["run_id"]])
+    if job not in ctx.jobs:
+        P, seed = ctx.run_profile(rec), p["SEED"]
+        cfg = sp.identify_config(P.identify, seed, tau_q=p["TAU_Q"], support_q=p["SUPPORT_Q"], eps_q=p["EPS_Q"],
+                                 delta_q=p["DELTA_Q"], perturb_sigma=p["PERTURB_SIGMA"])
+        run = Run(rec["experiment"], P, rec["seed"], p, torch.device("cpu"))
+        note = ""
+        if group in ("cifar10", "cifar100"):
+            name = f"resnet18_{group}"
+            split = sp.identification_split(group, P.identify, seed)
+            tr, scores, flags, note = _identify_fresh(ctx, rec, name, split, cfg, reference=group == "cifar10")
+            audit.rule_summary(run, tr, name, group, scores, flags, cfg)
+            if group == "cifar10":
+                audit.quantile_sweep(run, tr, name, group, scores, cfg)
+                audit.rule_agreement(run, tr, name, group, scores, flags, cfg)
+                audit.class_mask_agreement(run, tr, name, group, sp.pixel_masks(flags.spurious, scores.segments),
+                                           split.y.cpu(), 10)
+        else:
+            with never_train():
+                planted = zoo.shortcut_data(P, seed)
+            if group == "planted":
+                sub = shortcuts.planted_subset(planted[0], P.identify.n_images, seed)
+                tr, scores, flags, note = _identify_fresh(ctx, rec, "resnet18_cifar10_shortcut", sub.split, cfg, reference=True)
+                audit.planted_scores(run, tr, sub, scores, flags, cfg, seed)
+            else:
+                from types import SimpleNamespace
+
+                nets = {n: SimpleNamespace(model=classifier(ctx, rec, model=n, model_hash=_zoo_hash(ctx, n)),
+                                           config_hash=_zoo_hash(ctx, n)) for n in ("resnet18_cifar10_shortcut", "resnet18_cifar10")}
+                audit.shortcut_reliance(run, nets["resnet18_cifar10_shortcut"], nets["resnet18_cifar10"], planted, P.n_test, seed)
+        ctx.jobs[job] = ({measurement_key(r): r for r in run.records}, note)
+    twins, note = ctx.jobs[job]
+    twin = twins.get(measurement_key(rec))
+    if twin is None:
+        raise Unreachable("today's notebook 03 audit makes no record with this record's key")
+    return Measured(twin["value"], n=twin["n"], note=note)
+
+
 def bound_point(ctx: Context, rec: dict) -> Measured:
     """Notebook 05: bound.measure on the record's model (identification on the test images with the
     committed ResNet-50 as reference, FAB and a bisection, CLEVER), then bound.summaries; the records
@@ -596,16 +774,22 @@ def bound_point(ctx: Context, rec: dict) -> Measured:
     from .paper_a import spurious as sp
 
     P, s, seed = ctx.run_profile(rec), rec["setting"], rec["seed"]
-    job = json.dumps(["05", rec["model_hash"], {k: v for k, v in s.items() if k != "estimate"}, seed], sort_keys=True)
+    own = ("estimate", "steps", "restarts")  # what tells one model's records apart, not its measurement
+    job = json.dumps(["05", rec["model_hash"], {k: v for k, v in s.items() if k not in own}, seed], sort_keys=True)
     if job not in ctx.jobs:
         ref_hash = _zoo_hash(ctx, "resnet50_cifar10")
         ref = SimpleNamespace(model=classifier(ctx, rec, model="resnet50_cifar10", model_hash=ref_hash), config_hash=ref_hash)
         tr = SimpleNamespace(model=classifier(ctx, rec), config_hash=rec["model_hash"])
         test = ctx.split("cifar10", False, P.bound.n_images, seed)
-        df, _ = bound.measure(tr, test, sp.identify_config(P.identify, seed), (ref, ref_hash), P.bound, ctx.profile,
-                              chunk=P.identify.chunk, seed=seed)
-        ctx.jobs[job] = (df, bound.summaries(df))
-    df, summary = ctx.jobs[job]
+        df, found = bound.measure(tr, test, sp.identify_config(P.identify, seed), (ref, ref_hash), P.bound, ctx.profile,
+                                  chunk=P.identify.chunk, seed=seed)
+        ctx.jobs[job] = (df, bound.summaries(df), found)
+    df, summary, (model, x, y, measured) = ctx.jobs[job]
+    if rec["metric"] == "stronger_attack_below_measured":  # the notebook's APGD cross-check, on the re-measured distortions
+        if (s.get("steps"), s.get("restarts")) != (100, 2):
+            raise Unreachable(f"a cross-check at {s.get('steps')} steps x {s.get('restarts')} restarts: today's is 100 x 2")
+        n = min(P.bound.crosscheck_images, int(np.isfinite(df["measured"].values).sum()))
+        return Measured(bound.crosscheck(model, x, y, measured["measured"], P.bound.crosscheck_images, seed=seed), n=n)
     if rec["metric"] == "min_linf_distortion_median":
         return Measured(float(df["measured"].median()), n=len(df))
     value, n = summary[(rec["metric"], s.get("estimate"))]
@@ -655,7 +839,7 @@ def _zoo_hash(ctx: Context, name: str) -> str:
     """The hash of the one committed checkpoint of zoo model `name` (records that name no hash)."""
     found = [h for h, p in ctx.committed().items() if p.name.rsplit("-", 1)[0] == name]
     if len(found) != 1:
-        raise Unreachable(f"no single committed checkpoint of {name} (the record names no hash)")
+        raise Unreachable(f"checkpoint not committed: no single committed checkpoint of {name}")
     return found[0]
 
 
@@ -705,8 +889,46 @@ def masking_check(ctx: Context, rec: dict) -> Measured:
     return Measured(None if got[0]["pass"] is None else float(got[0]["pass"]), n=rec["n"], note="recomputed from the file")
 
 
+def curve_masking_check(ctx: Context, rec: dict) -> Measured:
+    """Notebook 06: the gradient-masking checklist of its models recomputed from the committed records,
+    as the notebook computes it (curves.checklist over each subset's records)."""
+    from .paper_a import curves
+
+    s = rec["setting"]
+    if s.get("evaluated_in") != "06":
+        raise Unreachable(f"a checklist evaluated in notebook {s.get('evaluated_in')!r}, not 06")
+    job = json.dumps(["06 checklist", rec["experiment"]])
+    if job not in ctx.jobs:
+        records = ctx.records_of(rec["experiment"])
+        ctx.jobs[job] = curves.checklist(curves.frame(records, curves.labels_of(records)))
+    checks = ctx.jobs[job]
+    got = checks[(checks["model"] == s["model_label"]) & (checks["check"] == s["check"])] if len(checks) else checks
+    if not len(got):
+        raise Unreachable(f"check {s['check']!r} of {s['model_label']!r} is not in today's checklist")
+    p = curves.passed(got.iloc[0]["pass"])
+    return Measured(None if p is None else float(p), n=int(got.iloc[0]["n"]), note="recomputed from the committed records")
+
+
 def _needs_classifier(ctx: Context, rec: dict) -> None:
     ctx.checkpoint(rec["model_hash"], _uncommitted_label(rec))
+
+
+def _needs_identification(ctx: Context, rec: dict) -> None:
+    names = {"cifar10": ("resnet18_cifar10", "resnet50_cifar10"), "cifar100": ("resnet18_cifar100",),
+             "planted": ("resnet18_cifar10_shortcut", "resnet50_cifar10"),
+             "reliance": ("resnet18_cifar10_shortcut", "resnet18_cifar10")}[_identification_group(rec)]
+    for n in names:
+        ctx.checkpoint(_zoo_hash(ctx, n), n)
+
+
+def _needs_round_models(ctx: Context, rec: dict) -> None:
+    if "round" not in rec["setting"]:
+        raise Unreachable("not an Algorithm 1 round")
+    r = rec["setting"]["round"]
+    for k in ((r - 1, r) if rec["metric"] == "jaccard" else (r,)):
+        name = _round_model(ctx, rec["setting"], k)
+        ctx.checkpoint(_zoo_hash(ctx, name), name)
+    ctx.checkpoint(_zoo_hash(ctx, "resnet50_cifar10"), "resnet50_cifar10 (the identification's reference)")
 
 
 def _needs_bound(ctx: Context, rec: dict) -> None:
@@ -734,6 +956,16 @@ def _needs_defence_maps(ctx: Context, rec: dict) -> None:
     _needs_grounding(ctx, rec, table=2)
 
 
+def _needs_defence_maps_of_row(ctx: Context, rec: dict) -> None:
+    _needs_classifier(ctx, rec)
+    for r in ctx.records_of(rec["experiment"]):
+        if r["metric"] == "attribution_ssim" and r["model_hash"] == rec["model_hash"] and r["setting"].get("defence") == rec["setting"]["defence"]:
+            if r["setting"].get("ddpm_hash"):
+                ctx.checkpoint(r["setting"]["ddpm_hash"], f"DDPM {r['setting']['ddpm_hash']}")
+            return
+    raise Unreachable("no Table 2 record of this defence names its purifier")
+
+
 def _needs_grounding(ctx: Context, rec: dict, table: int = 3) -> None:
     if table == 3 and "construction" not in rec["setting"]:
         raise Unreachable("not a Table 3 measurement")
@@ -751,6 +983,12 @@ def _needs_defence(ctx: Context, rec: dict) -> None:
         ctx.checkpoint(s["ddpm_hash"], f"DDPM {s['ddpm_hash']}")
 
 
+# notebook 03's metrics by tolerance: shares of images / segments / pixels, quantile thresholds (a
+# relative 5%), agreement indices between flag sets or with the planted squares, the planted share (data)
+IDENTIFICATION_KINDS = {"fraction": ("flagged_segment_frac", "flagged_pixel_frac", "flagged_image_frac", "accuracy"),
+                        "relative": ("threshold",),
+                        "close": ("jaccard", "class_mask_iou", "planted_precision", "planted_recall", "planted_iou"),
+                        "exact": ("planted_pixel_frac",)}
 VERIFIERS: dict[tuple[str, str], Verifier] = {
     ("00_setup_and_data", "n_images"): Verifier(n_images, "exact"),
     ("00_setup_and_data", "md5_ok_fraction"): Verifier(md5_ok_fraction, "exact"),
@@ -762,6 +1000,7 @@ VERIFIERS: dict[tuple[str, str], Verifier] = {
     **{("02_lime_analysis", m): Verifier(segment_count, "exact") for m in ("segments_mean", "segments_min", "segments_max")},
     ("05_lipschitz_bound", "bound_violation_rate"): Verifier(bound_point, check=_needs_bound),
     ("05_lipschitz_bound", "min_linf_distortion_median"): Verifier(bound_point, "relative", check=_needs_bound),
+    ("05_lipschitz_bound", "stronger_attack_below_measured"): Verifier(bound_point, check=_needs_bound),
     **{("05_lipschitz_bound", m): Verifier(bound_point, "close", check=_needs_bound)
        for m in ("bound_median_ratio", "bound_spearman", "alignment_mean", "alignment_spearman")},
     ("06_robustness_curves", "accuracy"): Verifier(curve_point, check=_needs_classifier),
@@ -777,17 +1016,21 @@ VERIFIERS: dict[tuple[str, str], Verifier] = {
     ("08_ddpm_training", "accuracy"): Verifier(purified_accuracy, check=_needs_purified),
     ("09_purification_and_adversarial_training", "accuracy"): Verifier(defence_accuracy, check=_needs_defence),
     ("09_purification_and_adversarial_training", "masking_check"): Verifier(masking_check, "exact"),
+    ("06_robustness_curves", "masking_check"): Verifier(curve_masking_check, "exact"),
+    **{("04_refinement_training", m): Verifier(algorithm1_round, kind, check=_needs_round_models)
+       for m, kind in (("flagged_segment_frac", "fraction"), ("flagged_pixel_frac", "fraction"), ("jaccard", "close"))},
+    ("10_attribution_stability", "attack_reproduced_share"): Verifier(attack_reproduced, check=_needs_defence_maps_of_row),
+    ("10_attribution_stability", "ssim_crosscheck_max_diff"): Verifier(ssim_crosscheck, "numerical", check=_needs_classifier),
+    **{("03_spurious_features", m): Verifier(identification_statistic, kind, check=_needs_identification)
+       for kind, ms in IDENTIFICATION_KINDS.items() for m in ms},
 }
 
 # Experiments with no verifier yet, and why (a record whose checkpoint is not committed says that first).
 NOT_YET = {
+    "bench": ("a benchmark, not a notebook's record: `python -m replication.bench lime-estimators --profile cpu "
+              "--images 200 --budget 250 --reference 10000` re-runs it (about 42 min on 2 cores)"),
     "02_lime_analysis": ("not re-measured: the benchmark's coefficient difference to lime (lime's own loop is the slow "
                          "part; tests/test_lime_batched.py holds batched LIME to lime's coefficients)"),
-    "03_spurious_features": "no verifier yet: notebook 03's identification and shortcut checks",
-    "04_refinement_training": "no verifier yet: notebook 04's identification rounds (Algorithm 1)",
-    "05_lipschitz_bound": "no verifier yet: notebook 05's APGD cross-check of the measured distortions",
-    "06_robustness_curves": "no verifier yet: notebook 06's masking checklist",
-    "10_attribution_stability": "no verifier yet: notebook 10's attack reproduction share and SSIM cross-check",
 }
 # Statistics computed from other records of the same file (each of those verified on its own row).
 DERIVED_METRICS = {"accuracy_mean_over_seeds", "accuracy_std_over_seeds", "accuracy_ci95_over_seeds", "accuracy_gain",

@@ -121,3 +121,29 @@ def test_kept_scores_are_committed_compactly_and_read_before_the_cache(isolated_
     path.rename(kept / f"{stable_hash(other)}.safetensors")  # a file under another key's name
     with pytest.raises(ValueError, match="another identification"):
         sp.scores_cached(other, "cpu", lambda: made)
+
+
+def test_fresh_scores_compute_both_sides_and_touch_no_store(isolated_store):
+    """fresh=True (what replication.verify re-measures) computes the reference's and the model's
+    scores again even where a store holds them, writes nothing, and equals the stored computation;
+    stored_scores reads a store without computing and says None where there is none."""
+    import torch
+
+    from replication.data import Split
+    from replication.models import build_model
+    from replication.paper_a import spurious as sp
+
+    torch.manual_seed(0)
+    net, ref = build_model("resnet18", 10, width=4).eval(), build_model("resnet18", 10, width=4).eval()
+    g = torch.Generator().manual_seed(1)
+    split = Split("cifar10", True, torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=g), torch.tensor([0, 1, 2]), 10)
+    cfg = sp.IdentifyConfig(n_samples=20, n_segments=12, n_perturb=1)
+    ref_key, key = sp.score_keys("h", split, cfg, "r")
+    assert sp.stored_scores(key, "cpu") is None
+    stored = sp.scores_for(net, "h", split, cfg, "cpu", reference=(ref, "r"), chunk=3, progress=False)
+    assert sp.stored_scores(key, "cpu") is not None and sp.stored_scores(ref_key, "cpu") is not None
+    files = sorted(p for p in isolated_store.rglob("*") if p.is_file())
+    fresh = sp.scores_for(net, "h", split, cfg, "cpu", reference=(ref, "r"), chunk=3, progress=False, fresh=True)
+    assert sorted(p for p in isolated_store.rglob("*") if p.is_file()) == files
+    for f in ("segments", "counts", "beta", "sens", "beta_var", "beta_ref", "sens_ref"):
+        assert torch.equal(getattr(fresh, f), getattr(stored, f)), f

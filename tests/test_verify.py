@@ -128,3 +128,32 @@ def test_refinement_curve_and_corruption_records_reproduce(tmp_path, monkeypatch
         "04_refinement_training": 2, "06_robustness_curves": 4, "07_cifar10c_table": 4}
     agreement = [r["agreement"] for r in doc["rows"] if r["experiment"].startswith("06")]
     assert all(a is not None and a.split("/")[0] == a.split("/")[1] for a in agreement), agreement
+
+
+def _only(metric):
+    """Keep every record (the checklist reads them all) but make all others too slow to re-measure."""
+    return lambda r: r if r["metric"] == metric else {**r, "wall_time_s": 1e9}
+
+
+def test_masking_checklist_recomputes_and_a_flipped_check_fails(tmp_path):
+    """Notebook 06's checklist rows recomputed from the committed records equal the committed ones;
+    a check flipped by hand fails."""
+    recs = _copy(tmp_path / "results", "06_robustness_curves", lambda r: True, _only("masking_check"))
+    checks = [r for r in recs if r["metric"] == "masking_check"]
+    assert len(checks) > 100 and {r["setting"]["evaluated_in"] for r in checks} == {"06"}
+    rc, doc = _verify(tmp_path, "--only", "06", "--max-seconds", "1e6")
+    rows = [r for r in doc["rows"] if r["metric"] == "masking_check"]
+    assert rc == 0 and len(rows) == len(checks) and {r["status"] for r in rows} == {"pass"}
+    flip = next(r for r in checks if r["value"] == 1.0)
+    _copy(tmp_path / "results", "06_robustness_curves", lambda r: True,
+          lambda r: {**r, "value": 0.0} if r is flip or r == flip else _only("masking_check")(r))
+    rc, doc = _verify(tmp_path, "--only", "06", "--max-seconds", "1e6")
+    assert rc != 0 and [r["status"] for r in doc["rows"] if r["metric"] == "masking_check"].count("fail") == 1
+
+
+def test_ssim_crosscheck_reproduces(tmp_path):
+    """Notebook 10's SSIM against torchmetrics, re-measured on the committed baseline's IG maps (~10 s)."""
+    _copy(tmp_path / "results", "10_attribution_stability", lambda r: r["metric"] == "ssim_crosscheck_max_diff")
+    rc, doc = _verify(tmp_path)
+    (row,) = doc["rows"]
+    assert rc == 0 and row["status"] == "pass" and row["measured"] < 1e-6 and row["tolerance"] == 1e-6

@@ -432,7 +432,7 @@ def fair_test(df: pd.DataFrame) -> pd.DataFrame:
 SUBSET_ORDER = ("all", "strong", "autoattack")  # larger first: a check is read on the largest subset that can answer it
 
 
-def _passed(v) -> bool | None:
+def passed(v) -> bool | None:
     """A check's result as True / False / None (pandas turns None into NaN along the way)."""
     return None if v is None or v != v else bool(v)
 
@@ -452,8 +452,8 @@ def checklist(df: pd.DataFrame) -> pd.DataFrame:
             if len(sub):
                 for c in run_checks(sub).to_dict("records"):
                     answers.setdefault(c["check"], [])
-                    if _passed(c["pass"]) is not None:
-                        answers[c["check"]].append((_passed(c["pass"]), f"{subset} ({int(sub['n'].max())} images): {c['evidence']}"))
+                    if passed(c["pass"]) is not None:
+                        answers[c["check"]].append((passed(c["pass"]), f"{subset} ({int(sub['n'].max())} images): {c['evidence']}"))
         first = g.iloc[0]
         for check, got in answers.items():
             rows.append({"model": label, "model_name": first["model"], "model_hash": first["model_hash"],
@@ -476,21 +476,21 @@ def checklist_of_records(df: pd.DataFrame, source: str) -> pd.DataFrame:
         for c in run_checks(g).to_dict("records"):
             rows.append({"model": label, "model_name": g.iloc[0]["model"], "model_hash": h, "dataset": g.iloc[0]["dataset"],
                          "n": int(g["n"].max()), "source": source, "check": c["check"],
-                         "pass": _passed(c["pass"]), "evidence": c["evidence"]})
+                         "pass": passed(c["pass"]), "evidence": c["evidence"]})
     return pd.DataFrame(rows)
 
 
 def pass_grid(checks: pd.DataFrame) -> pd.DataFrame:
     """model x check: 'pass' / 'FAIL' / '-' (not evaluated)."""
     c = checks.copy()
-    c["result"] = [{None: "-", True: "pass", False: "FAIL"}[_passed(v)] for v in c["pass"]]
+    c["result"] = [{None: "-", True: "pass", False: "FAIL"}[passed(v)] for v in c["pass"]]
     return c.pivot_table(index="model", columns="check", values="result", aggfunc="first", sort=False).fillna("-")
 
 
 def failures(*checks: pd.DataFrame) -> pd.DataFrame:
     """The failed checks of every frame given: model, check, evidence."""
     c = pd.concat([f for f in checks if len(f)], ignore_index=True)
-    return c[[_passed(v) is False for v in c["pass"]]][["model", "check", "evidence"]].reset_index(drop=True)
+    return c[[passed(v) is False for v in c["pass"]]][["model", "check", "evidence"]].reset_index(drop=True)
 
 
 def autoattack_agreement(df: pd.DataFrame) -> pd.DataFrame:
@@ -554,7 +554,7 @@ def record_summaries(run, df: pd.DataFrame, pairs: pd.DataFrame, checks: pd.Data
         run.record(metric="mcnemar_p", value=r["McNemar p"], extra={"only_a_right": int(r["only LIME right"]),
                                                                     "only_b_right": int(r["only random right"])}, **common)
     for c in checks.to_dict("records"):
-        p = _passed(c["pass"])
+        p = passed(c["pass"])
         run.record(model=c["model_name"], model_hash=c["model_hash"], data=c["dataset"], metric="masking_check",
                    value=None if p is None else float(p), n=int(c["n"]), check=c["check"],
                    model_label=c["model"], evaluated_in=c["source"], extra={"evidence": c["evidence"]})

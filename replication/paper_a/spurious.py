@@ -242,25 +242,36 @@ def jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
     return 1.0 if union == 0 else (a & b).sum().item() / union
 
 
+def _store_paths(key: dict[str, Any], profile: str):
+    """(committed store file, local cache file) of the scores under `key`."""
+    from ..cache import stable_hash
+    from ..paths import cache_dir, results_dir
+
+    name = stable_hash(key)
+    return (results_dir(profile) / "identification" / f"{name}.safetensors",
+            cache_dir() / "identification" / profile / f"{name}.pt")
+
+
+def _scores_of(d: dict[str, torch.Tensor]) -> Scores:
+    return Scores(**{f.name: d.get(f.name) for f in fields(Scores)})
+
+
 def scores_cached(key: dict[str, Any], profile: str, compute, keep: bool = False) -> Scores:
     """Scores for `key` (models' config hashes, images, IdentifyConfig): from the committed store
     results/<profile>/identification/ (written when `keep`: the scores a reported notebook's records
     and figures come from, so a rerun or a later notebook re-identifies nothing), else from
     .cache/identification, else compute() them and store them in one of the two."""
-    from ..cache import stable_hash, tensor_file_memo
-    from ..paths import cache_dir, results_dir
+    from ..cache import tensor_file_memo
 
-    name = stable_hash(key)
-    kept = results_dir(profile) / "identification" / f"{name}.safetensors"
+    kept, cached = _store_paths(key, profile)
     if kept.exists():
         return _load_kept(kept, key)
-    cached = cache_dir() / "identification" / profile / f"{name}.pt"
     if keep:
         d = torch.load(cached, weights_only=True) if cached.exists() else compute().tensors()
         _save_kept(kept, key, d)
     else:
         d = tensor_file_memo(cached, lambda: compute().tensors())
-    return Scores(**{f.name: d.get(f.name) for f in fields(Scores)})
+    return _scores_of(d)
 
 
 def _save_kept(path, key: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
@@ -287,7 +298,7 @@ def _load_kept(path, key: dict[str, Any]) -> Scores:
                              "delete it and rerun the notebook that wrote it")
         d = {k: f.get_tensor(k) for k in f.keys()}
     d["segments"], d["counts"] = d["segments"].long(), d["counts"].long()
-    return Scores(**{f.name: d.get(f.name) for f in fields(Scores)})
+    return _scores_of(d)
 
 
 # ---- the identification set and cached scores per model (notebooks 03 and 04) --------------------
@@ -305,28 +316,46 @@ def identification_split(dataset: str, budget: IdentifyBudget, seed: int = 0) ->
     return load_split(dataset, train=True, n=budget.n_images, seed=seed)
 
 
+def score_keys(model_hash: str, split: Split, cfg: IdentifyConfig, reference_hash: str | None = None,
+               explainer: Explainer | None = None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The store keys of the reference's scores (None without a reference) and the model's."""
+    img = images_key(split)
+    how = {} if explainer is None else {"explainer": explainer.key()}  # LIME's keys stay as they were
+    ref_key = None if reference_hash is None else {"model": reference_hash, "images": img, "cfg": cfg.to_dict(),
+                                                   "instability": False, **how}
+    return ref_key, {"model": model_hash, "reference": reference_hash, "images": img, "cfg": cfg.to_dict(), **how}
+
+
+def stored_scores(key: dict[str, Any], profile: str) -> Scores | None:
+    """The scores under `key` from the committed store, else the local cache, else None (nothing computed)."""
+    kept, cached = _store_paths(key, profile)
+    if kept.exists():
+        return _load_kept(kept, key)
+    return _scores_of(torch.load(cached, weights_only=True)) if cached.exists() else None
+
+
 def scores_for(model: torch.nn.Module, model_hash: str, split: Split, cfg: IdentifyConfig, profile: str, *,
                reference: tuple[torch.nn.Module, str] | None = None, chunk: int = 50,
-               progress: bool = True, explainer: Explainer | None = None, keep: bool = False) -> Scores:
+               progress: bool = True, explainer: Explainer | None = None, keep: bool = False,
+               fresh: bool = False) -> Scores:
     """Cached Scores of `model` on `split` (with the reference model's attributions and gradients, if
     given); attributions from `explainer` (None: LIME at cfg's sample count), on both models. The
     models may be lazy handles (zoo.Lazy): they are built only when the cache misses. keep: store
-    them (and the reference's) in the committed store (scores_cached)."""
+    them (and the reference's) in the committed store (scores_cached). fresh: compute both sides,
+    reading and writing no store (what replication.verify re-measures)."""
     from ..evaluate import model_of
 
     x, y = to_float(split.x.cpu()), split.y.cpu()
-    img = images_key(split)
-    how = {} if explainer is None else {"explainer": explainer.key()}  # LIME's keys stay as they were
-    segs = None
-    ref_scores = None
+    ref_key, key = score_keys(model_hash, split, cfg, reference[1] if reference else None, explainer)
+
+    def scores(k, compute):
+        return compute() if fresh else scores_cached(k, profile, compute, keep)
+
+    segs = ref_scores = None
     if reference is not None:
-        ref_model, ref_hash = reference
-        ref_key = {"model": ref_hash, "images": img, "cfg": cfg.to_dict(), "instability": False, **how}
-        ref_scores = scores_cached(ref_key, profile, lambda: attribution_scores(
-            model_of(ref_model), x, y, cfg, instability=False, chunk=chunk, progress=progress, explainer=explainer), keep)
+        ref_scores = scores(ref_key, lambda: attribution_scores(
+            model_of(reference[0]), x, y, cfg, instability=False, chunk=chunk, progress=progress, explainer=explainer))
         segs = (ref_scores.segments, ref_scores.counts)
-    key = {"model": model_hash, "reference": reference[1] if reference else None, "images": img,
-           "cfg": cfg.to_dict(), **how}
-    return scores_cached(key, profile, lambda: attribution_scores(
+    return scores(key, lambda: attribution_scores(
         model_of(model), x, y, cfg, segments=segs, reference=ref_scores, chunk=chunk, progress=progress,
-        explainer=explainer), keep)
+        explainer=explainer))

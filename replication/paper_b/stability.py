@@ -169,6 +169,15 @@ class Maps:
     seconds: float
 
 
+def ssim_crosscheck(maps: torch.Tensor, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Our SSIM (population covariance) and torchmetrics' on the same pairs: each map against the
+    next one, and uniform random maps against each other (both ends of the scale)."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.cat([maps, torch.rand(maps.shape, generator=g)])
+    b = torch.cat([maps.roll(1, 0), torch.rand(maps.shape, generator=g)])
+    return sal.ssim(a, b, sample_covariance=False), sal.ssim_torchmetrics(a, b)
+
+
 def explain(defence: Defence, explainer, x: torch.Tensor, seed: int, batch_size: int, progress: bool = True) -> Maps:
     """Maps of `explainer` for each image of x (N,3,H,W float) explaining the defence's prediction;
     a purified defence is explained on its purified input (module docstring). Batch b uses seed + b."""
