@@ -1,6 +1,6 @@
 """Re-measure committed result records from the committed checkpoints, without running the notebooks.
 
-    python -m replication.verify --profile cpu [--only 00 01 ...] [--sample K] [--seed S]
+    python -m replication.verify --profile cpu [--only 00 01 ...] [--metrics M ...] [--sample K] [--seed S]
                                  [--max-seconds T] [--json PATH] [--results-dir DIR]
 
 Reads results/<profile>/<experiment>.json, picks the records whose measurement is deterministic
@@ -1232,6 +1232,7 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
     ap = argparse.ArgumentParser(prog="python -m replication.verify", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", required=True)
     ap.add_argument("--only", nargs="+", default=None, help="notebook prefixes (00 01 ...) or experiment names")
+    ap.add_argument("--metrics", nargs="+", default=None, help="only records of these metrics")
     ap.add_argument("--sample", type=int, default=None, help="K reachable records per experiment, drawn at random")
     ap.add_argument("--seed", type=int, default=0, help="seed of --sample's draw")
     ap.add_argument("--max-seconds", type=float, default=None,
@@ -1251,6 +1252,8 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
     for exp, doc in docs.items():
         todo = []
         for rec in doc["records"]:
+            if args.metrics and rec["metric"] not in args.metrics:
+                continue
             row = new_row(rec)
             reason = unreachable_reason(ctx, rec)
             if reason is not None:
