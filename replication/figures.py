@@ -504,3 +504,44 @@ def grounding_bars(table):
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def scaling_difference(pairs, points: list[str]):
+    """Notebook 11: LIME minus random (pp, mean over seeds with its 95% interval) against the
+    identification size N, one panel per width, one line per training reading x point; zero marked."""
+    import numpy as np
+
+    widths = sorted(pairs["width"].unique())
+    fig, axes = plt.subplots(1, len(widths), figsize=(5.5 * len(widths), 4), sharey=True, squeeze=False)
+    for ax, w in zip(axes[0], widths):
+        d = pairs[(pairs["width"] == w) & pairs["point"].isin(points)]
+        for (reading, point), g in d.groupby(["eps_train reading", "point"], sort=False):
+            g = g.sort_values("N")
+            err = np.nan_to_num(g["ci95 (pp)"].astype(float).values)
+            ax.errorbar(g["N"], g["LIME - random (pp)"], yerr=err, marker="o", capsize=3,
+                        ls="-" if reading == "normalised" else "--", label=f"{point}, trained {reading}")
+        ax.axhline(0, color="k", lw=1)
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(d["N"].unique()), [f"{int(n):,}" for n in sorted(d["N"].unique())])
+        ax.set_xlabel("training images identified (N)")
+        ax.set_title(f"ResNet-18, width x{w:g}")
+    axes[0][0].set_ylabel("LIME mask - random mask (pp)")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def planted_vs_n(table):
+    """Notebook 11: precision and recall of the flagged pixels on the planted squares against N."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    for ax, m in zip(axes, ("precision", "recall")):
+        for by, g in table.groupby("flagged by", sort=False):
+            g = g.sort_values("N")
+            ax.plot(g["N"], 100 * g[m], marker="o", label=by)
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(table["N"].unique()), [f"{int(n):,}" for n in sorted(table["N"].unique())])
+        ax.set_xlabel("planted training images identified (N)")
+        ax.set_ylabel(f"{m} (%)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -111,6 +111,19 @@ class CurveBudget:
 
 
 @dataclass(frozen=True)
+class ScalingBudget:
+    n_images: list[int]         # identification sizes N, smallest first; the first is identify.n_images (notebook 03's)
+    width_factors: list[float]  # ResNet-18 widths as multiples of models.resnet18.width (1: the baseline of notebook 01)
+    seeds: int                  # training seeds of every row
+    chunk: int                  # training images per identification chunk beyond the smallest N (kept, resumable)
+    test_images: int | None     # class-balanced test images of the paired tests (null: all)
+    strong_images: int | None   # the nested subset APGD-CE runs on
+    pgd_steps: int
+    apgd_steps: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
 class DiffusionBudget:
     channels: list[int]         # UNet2DModel block_out_channels
     layers_per_block: int
@@ -184,6 +197,7 @@ class Profile:
     bound: BoundBudget
     corruptions: CorruptionBudget
     curves: CurveBudget
+    scaling: ScalingBudget
     diffusion: DiffusionBudget
     adversarial: AdversarialBudget
     purification: PurificationBudget
@@ -206,7 +220,7 @@ class Profile:
 
 SECTIONS = {"pgd": AttackBudget, "lime": LimeBudget, "identify": IdentifyBudget, "shortcut": ShortcutBudget,
             "refine": RefineBudget, "bound": BoundBudget, "corruptions": CorruptionBudget,
-            "curves": CurveBudget, "diffusion": DiffusionBudget,
+            "curves": CurveBudget, "scaling": ScalingBudget, "diffusion": DiffusionBudget,
             "adversarial": AdversarialBudget, "purification": PurificationBudget,
             "stability": StabilityBudget}
 

@@ -12,7 +12,7 @@ place that reads a whole profile: it picks the model budget, data sizes and chec
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from .cache import key_hash
@@ -28,12 +28,14 @@ class Entry:
     arch: str
     dataset: str
     role: str  # what the notebooks use it for
+    width_factor: float = 1.0  # a multiple of the profile's width for the arch
 
 
 ZOO = {
     "resnet18_cifar10": Entry("resnet18", "cifar10", "Paper A's baseline"),
     "resnet18_cifar100": Entry("resnet18", "cifar100", "Paper A's baseline"),
     "resnet50_cifar10": Entry("resnet50", "cifar10", "the reference model of Paper A's eqs 4-5"),
+    "resnet18x2_cifar10": Entry("resnet18", "cifar10", "Paper A's baseline at twice the width (notebook 11)", 2.0),
     "resnet18_cifar10_shortcut": Entry("resnet18", "cifar10", "trained on planted-shortcut CIFAR-10 (shortcuts.py)"),
     # Paper B's eq 3 (ALDE's classifier), at the profile's adversarial budget (paper_b/alde.py)
     "resnet18_cifar10_pgdat": Entry("resnet18", "cifar10", "PGD adversarial training (cpu: FGSM-RS fine-tune)"),
@@ -126,6 +128,8 @@ def lazy(name: str, profile: Profile, seed: int = 0, progress: bool = True,
                                     data=lambda: variant_data(base, profile, seed), n_train=_variant_n(base, profile),
                                     epochs=profile.stability.at_epochs, data_variant=VARIANTS[base](profile), deferred=True)
     budget = profile.models[e.arch]
+    if e.width_factor != 1:
+        budget = replace(budget, width=budget.width * e.width_factor)
     if name == "resnet18_cifar10_pasted":
         cfg = config_for(e.arch, e.dataset, budget, n_train=profile.stability.pasted_n_train, seed=seed,
                          epochs=profile.stability.pasted_epochs, data_variant=VARIANTS[name](profile))

@@ -338,10 +338,10 @@ def _paper_points(dataset: str) -> list[dict[str, Any]]:
     return paper_a_points(dataset)
 
 
-def _points_read(dataset: str, reading: str, clean: bool = True):
+def _points_read(dataset: str, reading: str, clean: bool = True, points: list[dict[str, Any]] | None = None):
     """(paper point, eps in pixels under `reading`, display label) for clean (eps None) and each of
-    the paper's quoted points."""
-    for p in ([{"attack": "clean", "eps": None}] if clean else []) + _paper_points(dataset):
+    the paper's quoted points (or of `points`: {"attack": "FGSM" | "PGD", "eps": Paper A's eps})."""
+    for p in ([{"attack": "clean", "eps": None}] if clean else []) + (points or _paper_points(dataset)):
         e = None if p["eps"] is None else canonical_eps(pixel_eps(p["eps"], dataset, reading))
         yield p, e, "clean" if e is None else f"{p['attack']} @ {p['eps']:g} ({e:.4g} px)"
 
@@ -366,16 +366,18 @@ def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).round(2)
 
 
-def paired(df: pd.DataFrame, a: str = rf.FULL, b: str = RANDOM) -> pd.DataFrame:
+def paired(df: pd.DataFrame, a: str = rf.FULL, b: str = RANDOM, points: list[dict[str, Any]] | None = None,
+           subset: str = "all") -> pd.DataFrame:
     """LIME mask (`a`) minus random mask (`b`), same training seeds, same test images, per family and
-    paper point: the mean difference over seeds with its 95% t interval and paired t-test, and an
-    exact McNemar test on the per-image outcomes pooled over seeds (b01: only `a` right; b10: only `b`)."""
+    paper point (or each of `points`): the mean difference over seeds with its 95% t interval and
+    paired t-test, and an exact McNemar test on the per-image outcomes pooled over seeds (b01: only
+    `a` right; b10: only `b`)."""
     from scipy import stats
 
     rows = []
-    d = df[(df["dataset"] == "cifar10") & (df["subset"] == "all")]
+    d = df[(df["dataset"] == "cifar10") & (df["subset"] == subset)]
     for reading in READINGS:
-        for p, e, name in _points_read("cifar10", reading):
+        for p, e, name in _points_read("cifar10", reading, points=points):
             sel = _at(d[d["eps_train_reading"] == reading], p, e)
             A = sel[sel["row"] == a].set_index("train_seed")
             B = sel[sel["row"] == b].set_index("train_seed")

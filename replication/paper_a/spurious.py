@@ -104,6 +104,21 @@ class Scores:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
+def concat(parts: list[Scores]) -> Scores:
+    """Scores of several image batches as one (segment columns zero-padded to the widest batch;
+    `valid` keeps padding out of every rule)."""
+    f_max = max(p.beta.shape[1] for p in parts)
+
+    def cat(name: str) -> torch.Tensor | None:
+        got = [getattr(p, name) for p in parts]
+        if any(g is None for g in got):
+            return None
+        if got[0].dim() == 2:
+            got = [torch.nn.functional.pad(g, (0, f_max - g.shape[1])) for g in got]
+        return torch.cat(got)
+    return Scores(**{f.name: cat(f.name) for f in fields(Scores)})
+
+
 def valid(counts: torch.Tensor, n_features: int) -> torch.Tensor:
     """(B,F) bool: real (non-padding) segments."""
     return torch.arange(n_features)[None, :] < counts[:, None]

@@ -135,30 +135,29 @@ class Study:
         return self.masks[dataset]
 
     def refine(self, init, spec: rf.RefineSpec, split, pixels: Callable[[], torch.Tensor], name: str, *, masks_id: str,
-               seed: int | None = None, budget=None, commit: bool = False) -> Lazy:
+               seed: int | None = None, budget=None, commit: bool = False, arch=None) -> Lazy:
         """`init` fine-tuned with `spec` on `split` under the masks `pixels()` names `masks_id`:
         a lazy handle, trained (or loaded) only when a record of it is missing. commit=True: one of
         the checkpoints a reported profile commits (COMMITTED_ROWS, the SHAP row, Algorithm 1's
         later rounds: the models a reader would attack), listed in checkpoints/MANIFEST.json."""
         P = self.run.profile
         seed = self.run.seed if seed is None else seed
-        budget = budget or P.refine
-        cfg = rf.refine_config(init.config_hash, spec, split, budget=budget, model=P.models["resnet18"],
-                               masks_id=masks_id, seed=seed)
+        budget, arch = budget or P.refine, arch or P.models["resnet18"]  # arch: another width (notebook 11)
+        cfg = rf.refine_config(init.config_hash, spec, split, budget=budget, model=arch, masks_id=masks_id, seed=seed)
 
         def build() -> TrainResult:
-            return rf.refine(init, spec, rf.with_masks(split, pixels()), budget=budget, model=P.models["resnet18"],
+            return rf.refine(init, spec, rf.with_masks(split, pixels()), budget=budget, model=arch,
                              store=P.name, name=name, masks_id=masks_id, seed=seed,
                              manifest=commit and P.commit_checkpoints)
         return lazy_model(name, cfg, build)
 
     def refine_with(self, init, spec: rf.RefineSpec, m: Masks, name: str, *, seed: int | None = None,
-                    mask_seed: int | None = None, commit: bool = False) -> Lazy:
+                    mask_seed: int | None = None, commit: bool = False, budget=None, arch=None) -> Lazy:
         """`init` refined with `spec` on `m`'s images under its LIME masks, or under the random
         control's drawn with `mask_seed` (default: the study's seed) when the spec says so."""
         src = "random" if spec.mask_source == "random" else "lime"
         return self.refine(init, spec, m.split, lambda: m.pixels(src, mask_seed), name, seed=seed,
-                           masks_id=m.id(src, mask_seed), commit=commit)
+                           masks_id=m.id(src, mask_seed), commit=commit, budget=budget, arch=arch)
 
     def refined_by(self, explainer=None) -> Lazy:
         """The full method (mask + reg + adv) on CIFAR-10 with the spurious masks that `explainer`'s
