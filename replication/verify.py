@@ -375,7 +375,27 @@ def study_accuracy(ctx: Context, rec: dict) -> Measured:
     seeded test subset (baselines and refined models alike)."""
     from . import evaluate
 
+    if rec["dataset"].startswith("cifar10-shortcut-"):
+        return _planted_accuracy(ctx, rec)
     return _accuracy(ctx, rec, inspect.signature(evaluate.evaluate).parameters["batch_size"].default)
+
+
+def _planted_accuracy(ctx: Context, rec: dict) -> Measured:
+    """Notebook 04's shortcut section: train.accuracy on the clean test images or on the planted
+    (correlated / decorrelated) test set of notebook 03's construction."""
+    from . import zoo
+    from .data import load_split
+    from .train import accuracy
+
+    P, seed, which = ctx.run_profile(rec), rec["seed"], rec["dataset"].removeprefix("cifar10-shortcut-")
+    if rec["attack"] is not None or which not in ("clean", "correlated", "decorrelated"):
+        raise Unreachable(f"not one of notebook 04's shortcut accuracies ({rec['dataset']})")
+    key = ("planted", P.name, seed)
+    if key not in ctx.splits:
+        ctx.splits[key] = zoo.shortcut_data(P, seed)
+    split = (load_split("cifar10", train=False, n=P.n_test, seed=seed) if which == "clean"
+             else ctx.splits[key][1 if which == "correlated" else 2].split)
+    return Measured(accuracy(classifier(ctx, rec), split), n=len(split))
 
 
 def _accuracy(ctx: Context, rec: dict, bs: int) -> Measured:
