@@ -201,3 +201,28 @@ def test_full_attribution_stability_and_grounding(two_images, isolated_store, mo
     tr = zoo.adversarial_training("resnet18", P, 0, progress=False, base="resnet18_cifar10_pasted", data=(split, split),
                                    n_train=2, epochs=1, data_variant="pasted16")
     assert len(tr.history) == 1 and tr.path.name.startswith("resnet18_cifar10_pasted_pgdat")
+
+
+def test_full_scaling_wider_network_and_rings(two_images, isolated_store):
+    """Notebook 11 at `full`: the x2-wide ResNet-18 (width 128) trains and refines one step, and the
+    identification rings cover N = 10,000 / 25,000 / 50,000 of CIFAR-10's training labels in chunks."""
+    from types import SimpleNamespace
+
+    from replication import zoo
+    from replication.paper_a.scaling import Scaling
+
+    arch = dataclasses.replace(FULL.models["resnet18"], width=FULL.models["resnet18"].width * zoo.entry("resnet18x2_cifar10").width_factor)
+    assert arch.width == 128
+    base = train_model(config_for("resnet18", "cifar10", arch, batch_size=2, epochs=1, n_train=2), "dry-wide", "full",
+                       two_images, progress=False)
+    spec = rf.RefineSpec("mask+reg+adv", mask=True, reg=True, adv=True)
+    masks = torch.zeros(2, 32, 32, dtype=torch.bool)
+    out = rf.refine(base, spec, rf.with_masks(two_images, masks), budget=dataclasses.replace(FULL.refine, epochs=1, batch_size=2),
+                    model=arch, store="full", name="dry-wide-refine", masks_id=rf.masks_id(two_images, masks), progress=False)
+    assert torch.isfinite(torch.tensor(out.history[0]["train_loss"]))
+    sc = Scaling.__new__(Scaling)
+    sc.B, sc.seed = FULL.scaling, 0
+    labels = load_split("cifar10", True).y
+    rings = sc.rings(labels, FULL.scaling.n_images[-1])
+    assert len(rings[0]) == FULL.identify.n_images == FULL.scaling.n_images[0]
+    assert sum(map(len, rings)) == 50000 and max(map(len, rings[1:])) == FULL.scaling.chunk

@@ -117,8 +117,8 @@ def test_lazy_zoo_models_know_their_hash_without_training(isolated_store):
     from replication import paths
 
     P = get_profile("cpu")
-    # not in cpu: the wrn28 / resnet50 PGD-AT models (the full profile's); notebook 11's wider baseline
-    # until its background job has trained it (the scaling module's README section says when)
+    # not in cpu: the wrn28 / resnet50 PGD-AT models (the full profile's); notebook 11's x2-wide
+    # ResNet-18 (10.7 MiB in fp32, over the 8 MiB a committed file may hold: rebuilt by its command)
     names = {n for n in zoo.ZOO if not n.startswith(("wrn28", "resnet50_cifar10_pgdat", "resnet18x2"))}
     for n in names:
         h = zoo.lazy(n, P, 0).config_hash
