@@ -56,13 +56,19 @@ def pool(pixel_map: torch.Tensor, segments: torch.Tensor, n_features: int) -> to
     return torch.zeros(len(flat), n_features).scatter_add_(1, segments.flatten(1), flat.cpu())
 
 
+def kwargs_for(method: str, n_segments: int = 50) -> dict:
+    """The segmenter's keyword arguments as notebooks 02-05 use them: SLIC aiming at `n_segments`,
+    a grid of 4x4-pixel cells, quickshift with its own arguments (none: lime's defaults)."""
+    return {"slic": {"n_segments": n_segments}, "grid": {"cell": 4}}.get(method, {})
+
+
 def comparison_settings(n_segments: int = 50) -> dict[str, tuple[str, dict]]:
     """Notebook 02's segmentations side by side, by display label: lime's default quickshift, a finer
     quickshift, SLIC at `n_segments` and a grid of 4x4-pixel cells."""
     return {"quickshift (lime default)": ("quickshift", LIME_DEFAULT_QUICKSHIFT),
             "quickshift k=1, max_dist=5": ("quickshift", {"kernel_size": 1, "max_dist": 5}),
-            f"SLIC n={n_segments}": ("slic", {"n_segments": n_segments}),
-            "grid 4x4 px": ("grid", {"cell": 4})}
+            f"SLIC n={n_segments}": ("slic", kwargs_for("slic", n_segments)),
+            "grid 4x4 px": ("grid", kwargs_for("grid"))}
 
 
 def count_table(x: torch.Tensor, settings: dict[str, tuple[str, dict]]):

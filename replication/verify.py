@@ -625,11 +625,10 @@ def lime_statistic(ctx: Context, rec: dict) -> Measured:
         model = classifier(ctx, rec)
         x, y = load_split("cifar10", train=False, n=cfg.n_images, seed=seed).float_batch(0, cfg.n_images)
         x = x.contiguous()
-        kw = {"n_segments": p["N_SEGMENTS"]} if p["SEGMENTATION"] == "slic" else {"cell": 4} if p["SEGMENTATION"] == "grid" else {}
-        segs, counts = segments.segment_batch(x, p["SEGMENTATION"], **kw)
-        lime_kw = {"hide_color": p["HIDE_COLOR"], "kernel": p["KERNEL"], "width": p["KERNEL_WIDTH"], "alpha": p["RIDGE_ALPHA"]}
-        betas = [explain.lime(model, x, y, segs, counts, cfg.n_samples, seed + i, chunk=cfg.chunk, **lime_kw).beta for i in (0, 1)]
-        ctx.jobs[job] = explain.attribution_stats(*betas, counts)
+        segs, counts = segments.segment_batch(x, p["SEGMENTATION"], **segments.kwargs_for(p["SEGMENTATION"], p["N_SEGMENTS"]))
+        lime_at = explain.lime_by_seed(model, x, y, segs, counts, cfg.n_samples, chunk=cfg.chunk, hide_color=p["HIDE_COLOR"],
+                                       kernel=p["KERNEL"], width=p["KERNEL_WIDTH"], alpha=p["RIDGE_ALPHA"])  # notebook 02's calls
+        ctx.jobs[job] = explain.attribution_stats(lime_at(seed).beta, lime_at(seed + 1).beta, counts)
     return Measured(ctx.jobs[job][rec["metric"].removeprefix("lime_")], n=rec["n"])
 
 

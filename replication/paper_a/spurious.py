@@ -31,7 +31,7 @@ from ..data import Split, load_split, to_float
 from ..explain import Explainer, LimeExplainer
 from ..hardware import native_bf16
 from ..profiles import IdentifyBudget
-from ..segments import segment_batch, to_pixels
+from ..segments import kwargs_for, segment_batch, to_pixels
 
 RULES = ("irrelevant", "sensitive", "unstable")
 
@@ -138,8 +138,7 @@ def attribution_scores(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     explainer = explainer or LimeExplainer(n_samples=cfg.n_samples, chunk=chunk, progress=progress)
     model = model.eval()
     if segments is None:
-        kw = {"n_segments": cfg.n_segments} if cfg.segmentation == "slic" else {}
-        segments = segment_batch(x, cfg.segmentation, **kw)
+        segments = segment_batch(x, cfg.segmentation, **kwargs_for(cfg.segmentation, cfg.n_segments))
     seg, counts = segments
     f_max = int(counts.max())
     fast = _Autocast(model, native_bf16(x.device))
