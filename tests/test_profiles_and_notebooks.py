@@ -23,6 +23,7 @@ EXPECTED_PARAMETERS = {
     "08_ddpm_training": {"PROFILE", "SEED", "T_MAX", "FOCUS", "PSNR_TS", "T_STARS", "QUALITY_STEPS", "SAMPLE_STEPS"},
     "09_purification_and_adversarial_training": {"PROFILE", "SEED", "EPS", "PAPER_A_EPS", "LARGE_EPS", "T_STAR", "STEPS",
                                                  "GRID_T_STARS", "GRID_STEPS", "DDIM_STEPS", "T_MAX", "FOCUS", "GPU_TFLOPS"},
+    "11_scaling": {"PROFILE", "SEED", "HOURS", "FIGURE_POINTS"},
     "10_attribution_stability": {"PROFILE", "SEED", "EPS", "PAPER_A_EPS", "LARGE_EPS", "T_STAR", "STEPS", "T_MAX", "FOCUS",
                                  "CROSSCHECK_MAPS", "EXAMPLES", "IMAGENET_ROOT", "IMAGENET_WEIGHTS", "IMAGENET_IMAGES",
                                  "IMAGENET_EPS"},
