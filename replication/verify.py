@@ -1,6 +1,6 @@
 """Re-measure committed result records from the committed checkpoints, without running the notebooks.
 
-    python -m replication.verify --profile cpu [--only 00 01 ...] [--metrics M ...] [--sample K] [--seed S]
+    python -m replication.verify --profile cpu [--only 00 01 ...] [--metrics M ...] [--attacks A ...] [--sample K] [--seed S]
                                  [--max-seconds T] [--json PATH] [--results-dir DIR]
 
 Reads results/<profile>/<experiment>.json, picks the records whose measurement is deterministic
@@ -330,6 +330,8 @@ def attack_from(spec: dict, eps: float):
         factor = float(f"{spec['step_size'] * spec['steps'] / eps:.6g}")
     attack = Attack(spec["name"], steps=spec["steps"], restarts=spec["restarts"], eot=spec["eot"], step_factor=factor)
     got, want = attack.spec(eps), spec.get("step_size")
+    if spec["name"].startswith("apgd"):  # APGD sets its own step size; records before 5 December stored eps there
+        want = got["step_size"]
     same_step = (got["step_size"] is None) == (want is None) and (want is None or math.isclose(got["step_size"], want, rel_tol=1e-9))
     if not same_step or {k: v for k, v in got.items() if k != "step_size"} != {k: v for k, v in spec.items() if k != "step_size"}:
         raise Unreachable(f"attack {spec} cannot be rebuilt (got {got})")
@@ -1252,6 +1254,7 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
     ap.add_argument("--profile", required=True)
     ap.add_argument("--only", nargs="+", default=None, help="notebook prefixes (00 01 ...) or experiment names")
     ap.add_argument("--metrics", nargs="+", default=None, help="only records of these metrics")
+    ap.add_argument("--attacks", nargs="+", default=None, help="only records of these attacks (fgsm, pgd, apgd-ce, ...)")
     ap.add_argument("--sample", type=int, default=None, help="K reachable records per experiment, drawn at random")
     ap.add_argument("--seed", type=int, default=0, help="seed of --sample's draw")
     ap.add_argument("--max-seconds", type=float, default=None,
@@ -1271,7 +1274,8 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
     for exp, doc in docs.items():
         todo = []
         for rec in doc["records"]:
-            if args.metrics and rec["metric"] not in args.metrics:
+            if (args.metrics and rec["metric"] not in args.metrics) or (
+                    args.attacks and (rec["attack"] or {}).get("name") not in args.attacks):
                 continue
             row = new_row(rec)
             reason = unreachable_reason(ctx, rec)
