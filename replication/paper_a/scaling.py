@@ -363,7 +363,8 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(map(str, sc.tasks())))
         return
     done = sc.run_tasks(hours=args.hours, kinds=tuple(args.kinds))
-    run.save(quiet=True)
+    if run.records:
+        run.save(quiet=True)
     print(f"{len(done)} task(s) in {sum(s for _, s in done) / 60:.1f} min", flush=True)
 
 
