@@ -745,14 +745,16 @@ def identification_statistic(ctx: Context, rec: dict) -> Measured:
     from .results import measurement_key
 
     p, group = ctx.params(rec), _identification_group(rec)
-    if not {"SEED", "TAU_Q", "SUPPORT_Q", "EPS_Q", "DELTA_Q", "PERTURB_SIGMA"} <= set(p):
+    rules = ("TAU_Q", "SUPPORT_Q", "EPS_Q", "DELTA_Q", "PERTURB_SIGMA")
+    if not set(rules) <= set(p):
         raise Unreachable("the run stores no identification parameters")
-    job = json.dumps(["03", group, rec["run_id"]])
-    if job not in ctx.jobs:
-        P, seed = ctx.run_profile(rec), p["SEED"]
+    seed = p.get("SEED", rec["seed"])  # runs converted from schema 1 stored no SEED: the record's seed is the notebook's
+    job = json.dumps(["03", group, ctx.run_profile(rec).to_dict(), seed, {k: p[k] for k in rules}], sort_keys=True, default=str)
+    if job not in ctx.jobs:  # one audit per group and parameters, shared by the runs that measured with them
+        P = ctx.run_profile(rec)
         cfg = sp.identify_config(P.identify, seed, tau_q=p["TAU_Q"], support_q=p["SUPPORT_Q"], eps_q=p["EPS_Q"],
                                  delta_q=p["DELTA_Q"], perturb_sigma=p["PERTURB_SIGMA"])
-        run = Run(rec["experiment"], P, rec["seed"], p, torch.device("cpu"))
+        run = Run(rec["experiment"], P, seed, p, torch.device("cpu"))
         note = ""
         if group in ("cifar10", "cifar100"):
             name = f"resnet18_{group}"
