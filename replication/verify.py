@@ -39,7 +39,7 @@ thresholds, rule agreement, planted-square scores, the shortcut model's accuraci
 how the re-measured flags agree with the committed scores'); 04's accuracies of the baselines and
 refined models; 05's bound estimates, measured distortions, alignment and APGD cross-check (the whole
 measurement, per model); 06's curve points with their per-image bits and its masking checklist
-(recomputed from 04's and 06's records); 07's CIFAR-10-C accuracies; 08's PSNR, parameter count and
+(recomputed from its records); 07's CIFAR-10-C accuracies; 08's PSNR, parameter count and
 purified accuracy (fixed noise); 09's defence accuracies (per-image draw counts) and masking
 checklist; 10's Table 2 (the adversarial pair re-crafts 09's strongest attack, as notebook 10 does),
 the share of images on which that re-crafting reproduces 09's outcome, the SSIM cross-check and Table 3. Statistics
@@ -194,6 +194,16 @@ class Context:
             except (ProfileError, TypeError):
                 self._profiles[key] = current
         return self._profiles[key]
+
+    def planted(self, profile, seed: int):
+        """Notebook 03's planted-shortcut data (training, correlated and decorrelated test sets), built once."""
+        from . import zoo
+
+        key = ("planted", profile.name, seed)
+        if key not in self.splits:
+            with never_train():
+                self.splits[key] = zoo.shortcut_data(profile, seed)
+        return self.splits[key]
 
     def split(self, dataset: str, train: bool, n: int | None, seed: int):
         from .data import load_split
@@ -385,18 +395,13 @@ def study_accuracy(ctx: Context, rec: dict) -> Measured:
 def _planted_accuracy(ctx: Context, rec: dict) -> Measured:
     """Notebook 04's shortcut section: train.accuracy on the clean test images or on the planted
     (correlated / decorrelated) test set of notebook 03's construction."""
-    from . import zoo
-    from .data import load_split
     from .train import accuracy
 
     P, seed, which = ctx.run_profile(rec), rec["seed"], rec["dataset"].removeprefix("cifar10-shortcut-")
     if rec["attack"] is not None or which not in ("clean", "correlated", "decorrelated"):
         raise Unreachable(f"not one of notebook 04's shortcut accuracies ({rec['dataset']})")
-    key = ("planted", P.name, seed)
-    if key not in ctx.splits:
-        ctx.splits[key] = zoo.shortcut_data(P, seed)
-    split = (load_split("cifar10", train=False, n=P.n_test, seed=seed) if which == "clean"
-             else ctx.splits[key][1 if which == "correlated" else 2].split)
+    split = (ctx.split("cifar10", False, P.n_test, seed) if which == "clean"
+             else ctx.planted(P, seed)[1 if which == "correlated" else 2].split)
     return Measured(accuracy(classifier(ctx, rec), split), n=len(split))
 
 
@@ -553,14 +558,19 @@ def attack_reproduced(ctx: Context, rec: dict) -> Measured:
     """Notebook 10: notebook 09's strongest attack on the defence re-crafted (as table2_score does,
     sharing its cached images) and the share of images whose correct-draw count equals 09's. The
     record names the defence by its row; its purifier comes from a Table 2 record of the same defence."""
+    full = {**rec, "setting": {**_table2_twin(ctx, rec)["setting"], **rec["setting"]}}
+    split = ctx.split("cifar10", False, ctx.run_profile(rec).purification.n_images, rec["seed"])
+    return Measured(_crafted(ctx, full, _defence(ctx, full), split).reproduced["same counts"], n=len(split))
+
+
+def _table2_twin(ctx: Context, rec: dict) -> dict:
+    """A Table 2 record of the same defence and threat (its setting names the purifier), or Unreachable."""
     twin = next((r for r in ctx.records_of(rec["experiment"]) if r["metric"] == "attribution_ssim"
                  and r["model_hash"] == rec["model_hash"] and r["setting"].get("defence") == rec["setting"]["defence"]
                  and r["setting"].get("threat") == rec["setting"]["threat"]), None)
     if twin is None:
         raise Unreachable("no Table 2 record of this defence names its purifier")
-    full = {**rec, "setting": {**twin["setting"], **rec["setting"]}}
-    split = ctx.split("cifar10", False, ctx.run_profile(rec).purification.n_images, rec["seed"])
-    return Measured(_crafted(ctx, full, _defence(ctx, full), split).reproduced["same counts"], n=len(split))
+    return twin
 
 
 def ssim_crosscheck(ctx: Context, rec: dict) -> Measured:
@@ -738,7 +748,7 @@ def identification_statistic(ctx: Context, rec: dict) -> Measured:
     from that. The records of one audit share it (about 15-25 min per identified model on 2 cores)."""
     import torch
 
-    from . import shortcuts, zoo
+    from . import shortcuts
     from .notebook import Run
     from .paper_a import audit
     from .paper_a import spurious as sp
@@ -767,8 +777,7 @@ def identification_statistic(ctx: Context, rec: dict) -> Measured:
                 audit.class_mask_agreement(run, tr, name, group, sp.pixel_masks(flags.spurious, scores.segments),
                                            split.y.cpu(), 10)
         else:
-            with never_train():
-                planted = zoo.shortcut_data(P, seed)
+            planted = ctx.planted(P, seed)
             if group == "planted":
                 sub = shortcuts.planted_subset(planted[0], P.identify.n_images, seed)
                 tr, scores, flags, note = _identify_fresh(ctx, rec, "resnet18_cifar10_shortcut", sub.split, cfg, reference=True)
@@ -981,12 +990,9 @@ def _needs_defence_maps(ctx: Context, rec: dict) -> None:
 
 def _needs_defence_maps_of_row(ctx: Context, rec: dict) -> None:
     _needs_classifier(ctx, rec)
-    for r in ctx.records_of(rec["experiment"]):
-        if r["metric"] == "attribution_ssim" and r["model_hash"] == rec["model_hash"] and r["setting"].get("defence") == rec["setting"]["defence"]:
-            if r["setting"].get("ddpm_hash"):
-                ctx.checkpoint(r["setting"]["ddpm_hash"], f"DDPM {r['setting']['ddpm_hash']}")
-            return
-    raise Unreachable("no Table 2 record of this defence names its purifier")
+    ddpm = _table2_twin(ctx, rec)["setting"].get("ddpm_hash")
+    if ddpm:
+        ctx.checkpoint(ddpm, f"DDPM {ddpm}")
 
 
 def _needs_grounding(ctx: Context, rec: dict, table: int = 3) -> None:

@@ -32,6 +32,7 @@ the background, and the notebook draws what is there.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -102,6 +103,7 @@ class Scaling:
         self.index = {"all": torch.arange(len(self.test)), "strong": strong}
         self._train = self._planted = None
         self._masks: dict[Any, Masks] = {}
+        self._planted_scores: dict[int, sp.Scores] = {}
 
     # ---- identification in rings --------------------------------------------------------------------
     def baseline(self, width: float):
@@ -127,7 +129,7 @@ class Scaling:
         """Dataset indices of each identification batch up to N = n: the smallest N whole, then the
         images each larger N adds, in chunks (their union is balanced_subset(labels, n, seed))."""
         ns = [m for m in self.B.n_images if m <= n]
-        out, prev = [balanced_subset(labels, ns[0], self.seed)], None
+        out = [balanced_subset(labels, ns[0], self.seed)]
         prev = out[0]
         for m in ns[1:]:
             idx = balanced_subset(labels, m, self.seed)
@@ -205,7 +207,9 @@ class Scaling:
             def compute(by=by):
                 pl, y = self.planted, self.planted.split.y.cpu()
                 idx = balanced_subset(y, n, self.seed)
-                scores = self._scores(sc, pl.split, y, n)
+                if n not in self._planted_scores:  # both flag sources read one identification
+                    self._planted_scores[n] = self._scores(sc, pl.split, y, n)
+                scores = self._planted_scores[n]
                 flags = sp.identify(scores, self.cfg).spurious
                 if by != "spurious":
                     flags = sp.random_flags(flags, scores.counts, self.seed)
@@ -274,7 +278,6 @@ class Scaling:
             return pd.DataFrame()
         out = pd.concat(rows, ignore_index=True)
         return out[["width", "N", "subset", *[c for c in out.columns if c not in ("width", "N", "subset")]]]
-
 
     def seed_table(self, df: pd.DataFrame) -> pd.DataFrame:
         """Accuracy (%) per (width, N, training reading, row, point): mean over seeds, 95% interval, seeds."""
@@ -354,8 +357,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kinds", nargs="+", default=["identify", "model", "planted"])
     ap.add_argument("--list", action="store_true", help="print the tasks in order and exit")
     args = ap.parse_args(argv)
-    import os
-
     os.environ["REPLICATION_PROFILE"] = args.profile
     run = notebook.start("11_scaling", {"PROFILE": args.profile, "SEED": 0})
     sc = Scaling(run)
