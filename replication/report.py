@@ -386,21 +386,20 @@ def _render_lime_estimators(df, profile: str) -> list[str]:
     agree = df[df["metric"] == "lime_estimator_top5_agreement"]
     if not len(agree):
         return []
-
-    def value(metric, r):
-        hit = df[(df["metric"] == metric) & (df["estimator"] == r.estimator) & (df["n_samples"] == r.n_samples)
-                 & (df["reference_samples"] == r.reference_samples)]
-        return hit.iloc[0] if len(hit) else None
-
+    # one row per estimator: its metrics side by side, keyed by what the benchmark varied
+    key = ["estimator", "n_samples", "reference_samples"]
+    wide = df[df["metric"].str.startswith("lime_estimator_")].pivot_table(index=key, columns="metric", values="value",
+                                                                         aggfunc="first")
     rows = []
     for r in agree.itertuples():
-        ev, vs, sp = (value(m, r) for m in ("lime_estimator_evaluations_per_image", "lime_estimator_top5_agreement_vs_bar",
-                                             "lime_estimator_spearman"))
+        w = wide.loc[(r.estimator, r.n_samples, r.reference_samples)]
+        ev, vs, sp = (w.get(m) for m in ("lime_estimator_evaluations_per_image", "lime_estimator_top5_agreement_vs_bar",
+                                         "lime_estimator_spearman"))
         lo, hi = (r.extra or {}).get("ci95", [None, None])
-        rows.append({"estimator": f"{r.estimator}-{r.n_samples}", "evaluations": None if ev is None else int(ev["value"]),
+        rows.append({"estimator": f"{r.estimator}-{r.n_samples}", "evaluations": None if pd.isna(ev) else int(ev),
                      "top-5 agreement": f"{r.value:.3f}", "95% CI": f"[{lo:.3f}, {hi:.3f}]" if lo is not None else "",
-                     "minus the bar": "" if vs is None else f"{vs['value']:+.3f}",
-                     "Spearman |beta|": "" if sp is None else f"{sp['value']:.3f}"})
+                     "minus the bar": "" if pd.isna(vs) else f"{vs:+.3f}",
+                     "Spearman |beta|": "" if pd.isna(sp) else f"{sp:.3f}"})
     first = agree.iloc[0]
     return [f"\nLIME estimators (`python -m replication.bench lime-estimators --profile {profile}`; {first['n']} "
             f"{first['split']} images, reference lime at {first['reference_samples']:,} samples, {first['seeds']} seeds):\n",

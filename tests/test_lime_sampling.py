@@ -249,3 +249,25 @@ def test_report_renders_the_lime_estimator_table(isolated_store):
     text = report.render("smoke")
     assert "| orthogonal-250 | 249 | 0.700 | [0.600, 0.800] | -0.050 | 0.500 |" in text
     assert "reference lime at 10,000 samples" in text
+
+
+def test_explain_benchmark_returns_exactly_the_metrics_it_announces():
+    # notebook 02 asks benchmark_metrics() which records to look for before it runs the benchmark
+    from replication import explain
+
+    model, x, seg, _, _ = _linear_model_and_images()
+    out = explain.benchmark(model, x, torch.zeros(1, dtype=torch.long), seg, torch.tensor([16]), n_samples=40,
+                            seed=0, lime_batch_sizes=(10, 40), forward_batch=40)
+    assert set(out) - {"n_images", "n_samples"} == set(explain.benchmark_metrics((10, 40)))
+    assert out["max_abs_coef_diff_vs_lime"] < 1e-5
+
+
+def test_bootstrap_interval_is_scipy_percentile_interval_of_the_mean():
+    from replication import bench
+
+    v = np.random.RandomState(0).rand(200)
+    lo, hi = bench._bootstrap_ci(v)
+    se = v.std(ddof=1) / np.sqrt(len(v))
+    assert lo < v.mean() < hi and abs((hi - lo) - 2 * 1.96 * se) < 0.2 * (2 * 1.96 * se)
+    assert bench._bootstrap_ci(np.full(5, 0.4)) == pytest.approx((0.4, 0.4))
+    assert np.isnan(bench._bootstrap_ci(np.ones(1))[0])
