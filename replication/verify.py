@@ -1,7 +1,8 @@
 """Re-measure committed result records from the committed checkpoints, without running the notebooks.
 
-    python -m replication.verify --profile cpu [--only 00 01 ...] [--metrics M ...] [--attacks A ...] [--sample K] [--seed S]
-                                 [--max-seconds T] [--json PATH] [--results-dir DIR]
+    python -m replication.verify --profile cpu [--only 00 01 ...] [--metrics M ...] [--attacks A ...] [--datasets D ...]
+                                 [--sample K] [--seed S] [--max-seconds T] [--json PATH] [--results-dir DIR]
+    python -m replication.verify --profile cpu --summary   # the stored pass, results/cpu/verify/*.json, as Markdown
 
 Reads results/<profile>/<experiment>.json, picks the records whose measurement is deterministic
 given their seed, re-runs each on the same images with the model(s) it names, loaded only from a
@@ -1257,22 +1258,71 @@ def summarise(rows: list[Row]) -> tuple[str, dict[str, dict[str, Any]]]:
     return "\n".join(lines), per
 
 
+def stored_rows(profile: str, verify_dir: Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """{experiment: {record key: row}} from results/<profile>/verify/*.json. Files are read in name
+    order (NN.json, then narrower re-runs such as NNapgd.json); a later file's row replaces an earlier
+    one unless the earlier was measured and the later was not (a narrower run leaves the rest alone)."""
+    measured = ("pass", "fail", "error")
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for path in sorted(Path(verify_dir or paths.results_dir(profile) / "verify").glob("*.json")):
+        doc = json.loads(path.read_text())
+        for r in doc["rows"]:
+            rows = out.setdefault(r["experiment"], {})
+            old = rows.get(r["key"])
+            if old is None or r["status"] in measured or old["status"] not in measured:
+                rows[r["key"]] = {**r, "file": path.name, "finished_utc": doc.get("finished_utc")}
+    return out
+
+
+def summary(profile: str, verify_dir: Path | None = None) -> str:
+    """The verify pass so far as Markdown: one row per notebook, then why records are not reachable
+    (README's "Re-measuring the committed record" is this text)."""
+    per = stored_rows(profile, verify_dir)
+    lines = ["| notebook | records | re-measured | pass | fail | per-image outcomes equal | not reachable | verified (UTC) | files |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for exp in sorted(per):
+        rows = list(per[exp].values())
+        st = [r["status"] for r in rows]
+        n_meas = sum(s in ("pass", "fail", "error") for s in st)
+        dates = sorted({(r["finished_utc"] or "")[:10] for r in rows if r["finished_utc"]})
+        files = sorted({r["file"] for r in rows})
+        # records that keep per-image outcomes: how many re-measure equal on every image ("k/k")
+        per_image = [r["agreement"].split("/") for r in rows if r.get("agreement") and "/" in r["agreement"]]
+        equal = f"{sum(a == b for a, b in per_image)} of {len(per_image)}" if per_image else "–"
+        lines.append(f"| {exp} | {len(rows)} | {n_meas} | {st.count('pass')} | {st.count('fail') + st.count('error')} | "
+                     f"{equal} | {st.count('unreachable')} | {', '.join(dates) or '–'} | {', '.join(files)} |")
+        reasons: dict[str, int] = {}
+        for r in rows:
+            if r["status"] in ("unreachable", "skipped", "fail", "error"):
+                why = ("FAILED: " if r["status"] in ("fail", "error") else "") + r["reason"]
+                reasons[why] = reasons.get(why, 0) + 1
+        notes += [f"- {exp}: {k} x {why}" for why, k in sorted(reasons.items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines + (["", "Not re-measured (or failed), and why:", ""] + notes if notes else [])) + "\n"
+
+
 def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m replication.verify", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", required=True)
     ap.add_argument("--only", nargs="+", default=None, help="notebook prefixes (00 01 ...) or experiment names")
     ap.add_argument("--metrics", nargs="+", default=None, help="only records of these metrics")
     ap.add_argument("--attacks", nargs="+", default=None, help="only records of these attacks (fgsm, pgd, apgd-ce, ...)")
+    ap.add_argument("--datasets", nargs="+", default=None, help="only records on these data sets")
     ap.add_argument("--sample", type=int, default=None, help="K reachable records per experiment, drawn at random")
     ap.add_argument("--seed", type=int, default=0, help="seed of --sample's draw")
     ap.add_argument("--max-seconds", type=float, default=None,
                     help="skip records whose stored wall time exceeds this (too slow for this run)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows and counts as JSON here")
     ap.add_argument("--results-dir", type=Path, default=None, help="default results/<profile>")
+    ap.add_argument("--summary", action="store_true",
+                    help="print the stored pass (results/<profile>/verify/*.json) as Markdown; re-measure nothing")
     args = ap.parse_args(argv)
     from .profiles import resolve_profile
 
     profile = resolve_profile(args.profile)
+    if args.summary:
+        print(summary(profile), end="")
+        return 0
     rdir = Path(results_dir or args.results_dir or paths.results_dir(profile))
     docs = load_docs(rdir, experiments(rdir, args.only))
     ctx = Context(profile, docs, results_dir=rdir)
@@ -1283,7 +1333,8 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
         todo = []
         for rec in doc["records"]:
             if (args.metrics and rec["metric"] not in args.metrics) or (
-                    args.attacks and (rec["attack"] or {}).get("name") not in args.attacks):
+                    args.attacks and (rec["attack"] or {}).get("name") not in args.attacks) or (
+                    args.datasets and rec["dataset"] not in args.datasets):
                 continue
             row = new_row(rec)
             reason = unreachable_reason(ctx, rec)
@@ -1312,10 +1363,17 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
     if args.json is not None:
         from dataclasses import asdict
 
-        from .cache import atomic_write_text
+        from datetime import datetime, timezone
 
-        atomic_write_text(args.json, json.dumps({"profile": profile, "tolerance": TOLERANCE, "results_dir": str(rdir),
-                                                 "counts": per, "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
+        from .cache import atomic_write_text
+        from .results import git_commit
+
+        rel = rdir.resolve().relative_to(paths.PROJECT_ROOT) if rdir.resolve().is_relative_to(paths.PROJECT_ROOT) else rdir
+        atomic_write_text(args.json, json.dumps({
+            "profile": profile, "tolerance": TOLERANCE, "results_dir": str(rel), "git_commit": git_commit(),
+            "argv": sys.argv[1:] if argv is None else list(argv),
+            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "counts": per, "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
     return 1 if any(r.status in ("fail", "error") for r in rows) else 0
 
 

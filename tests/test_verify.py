@@ -157,3 +157,31 @@ def test_ssim_crosscheck_reproduces(tmp_path):
     rc, doc = _verify(tmp_path)
     (row,) = doc["rows"]
     assert rc == 0 and row["status"] == "pass" and row["measured"] < 1e-6 and row["tolerance"] == 1e-6
+
+
+def _verify_file(path, rows, finished="2026-12-06T00:00:00+00:00"):
+    path.write_text(json.dumps({"finished_utc": finished, "rows": [
+        {"experiment": "04_x", "key": k, "status": st, "reason": why, "agreement": "5/5" if k == "a" else None}
+        for k, st, why in rows]}))
+
+
+def test_summary_merges_narrower_reruns(tmp_path):
+    _verify_file(tmp_path / "04.json", [("a", "pass", ""), ("b", "error", "ValueError: boom"),
+                                        ("c", "unreachable", "no verifier yet"), ("d", "unreachable", "a timing")])
+    # a narrower re-run: b and c measured now; a not selected by it, so 04.json's row stands
+    _verify_file(tmp_path / "04rounds.json", [("b", "pass", ""), ("c", "fail", "off by 9 images")],
+                 finished="2026-12-07T01:00:00+00:00")
+    rows = verify.stored_rows("cpu", tmp_path)["04_x"]
+    assert {k: r["status"] for k, r in rows.items()} == {"a": "pass", "b": "pass", "c": "fail", "d": "unreachable"}
+    text = verify.summary("cpu", tmp_path)
+    assert "| 04_x | 4 | 3 | 2 | 1 | 1 of 1 | 1 | 2026-12-06, 2026-12-07 | 04.json, 04rounds.json |" in text
+    assert "- 04_x: 1 x FAILED: off by 9 images" in text and "boom" not in text
+
+
+def test_readme_quotes_the_stored_verify_pass():
+    # the README's table is verify --summary's text, so it cannot drift from the stored rows
+    readme = (paths.PROJECT_ROOT / "README.md").read_text()
+    start, end = "<!-- verify-summary: start -->\n", "<!-- verify-summary: end -->"
+    assert start in readme and end in readme, "README lost its verify-summary markers"
+    quoted = readme.split(start)[1].split(end)[0]
+    assert quoted == verify.summary("cpu"), "README is stale: paste `python -m replication.verify --profile cpu --summary`"
