@@ -2,7 +2,10 @@
 (cache.cache_key: the config without runtime fields such as the precision, which the metadata keeps).
 
 Final weights: checkpoints/<profile>/<name>-<hash>.safetensors (metadata: the config, its hash,
-the training history). Epoch states for resuming: .cache/resume/<profile>/<hash>.pt, loaded with
+the training history). A committed profile's model whose fp32 weights exceed COMMIT_LIMIT_BYTES
+(the width-32 ResNet-18 of notebook 11, 10.7 MiB) is stored with its weight tensors in fp16 and
+reloaded from the file before anything measures it (train.fit), so what is measured is what is
+committed; loading casts back to the model's dtype. Epoch states for resuming: .cache/resume/<profile>/<hash>.pt, loaded with
 weights_only=True. The cpu profile's small checkpoints are committed and listed with their sha256
 in checkpoints/MANIFEST.json.
 """
@@ -22,6 +25,7 @@ from .paths import checkpoints_dir, manifest_path, resume_dir
 from .cache import atomic_write, atomic_write_text, cache_key, key_hash
 
 COMMIT_LIMIT_BYTES = 8 * 1024 * 1024
+HALF_MIN_NUMEL = 1024  # convolution and linear weights; the bytes are there
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -47,11 +51,20 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def state_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
 def save_model(model: torch.nn.Module, path: Path, config: dict[str, Any],
-               history: list[dict[str, Any]] | None = None) -> None:
+               history: list[dict[str, Any]] | None = None, *, half: bool = False) -> None:
+    """half: the weight tensors (floating, over HALF_MIN_NUMEL values) stored in fp16, a committed
+    model over the size limit; normalisation constants and batch-norm statistics stay as trained."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() and v.numel() > HALF_MIN_NUMEL else v for k, v in tensors.items()}
     meta = {"config": json.dumps(config, sort_keys=True), "config_hash": key_hash(config),
-            "history": json.dumps(history or []), "tensors_sha256": tensors_sha256(tensors)}
+            "history": json.dumps(history or []), "tensors_sha256": tensors_sha256(tensors),
+            "stored_dtype": "float16" if half else "as trained"}
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .cache import key_hash, memo
-from .checkpoints import (checkpoint_path, load_model, load_resume_state, resume_path, save_model,
-                          save_resume_state, update_manifest)
+from .checkpoints import (COMMIT_LIMIT_BYTES, checkpoint_path, load_model, load_resume_state, resume_path, save_model,
+                          save_resume_state, state_bytes, update_manifest)
 from .data import Split, iterate_batches
 from .hardware import check_onednn_safe, resolve_precision
 from .models import build_model
@@ -249,7 +249,11 @@ def _train(cfg: TrainConfig, name: str, store: str, model: torch.nn.Module, trai
     accelerator.wait_for_everyone()
     final = (ema.module if ema is not None else accelerator.unwrap_model(model)).eval()
     if accelerator.is_main_process:
-        save_model(final, path, config, history)
+        # a committed model too large for the repository in fp32 is kept in fp16, and measured as kept
+        half = manifest and state_bytes(final) > COMMIT_LIMIT_BYTES
+        save_model(final, path, config, history, half=half)
+        if half:
+            load_model(final, path, config)
         if manifest:
             update_manifest(path)
         resume_path(config, store).unlink(missing_ok=True)

@@ -148,3 +148,26 @@ def test_clean_smoke_removes_every_smoke_state_and_nothing_else(tmp_path):
     subprocess.run(["make", "-s", "clean-smoke"], cwd=tmp_path, check=True, capture_output=True)
     assert [rel for rel in smoke if (tmp_path / rel).exists()] == []
     assert all((tmp_path / rel).exists() for rel in kept)
+
+
+def test_a_committed_model_over_the_limit_is_stored_in_fp16_and_measured_as_stored(isolated_store, tiny_cfg,
+                                                                                   tiny_data, monkeypatch):
+    from replication import train
+
+    cfg = dataclasses.replace(tiny_cfg, epochs=1)
+    limit = checkpoints.state_bytes(build_model("resnet18", 10, cfg.width)) - 1  # this model is just over it
+    monkeypatch.setattr(train, "COMMIT_LIMIT_BYTES", limit)
+    res = train_model(cfg, "big", "cpu", tiny_data[0], manifest=True, progress=False)
+    stored = checkpoints.load_file(str(res.path))
+    big = max(stored, key=lambda k: stored[k].numel())
+    assert stored[big].dtype == torch.float16 and stored["net.bn1.weight"].dtype == torch.float32
+    assert stored["normalize.mean"].dtype == torch.float32 and stored["net.bn1.num_batches_tracked"].dtype == torch.int64
+    assert checkpoints.read_metadata(res.path)["config_hash"] and res.path.name in paths.manifest_path().read_text()
+    # the returned model is the stored one (fp32 again), equal to a fresh load from the file
+    again = build_model("resnet18", 10, cfg.width)
+    load_model(again, res.path, cfg.to_dict())
+    assert next(res.model.parameters()).dtype == torch.float32 and _state_equal(res.model, again)
+    assert torch.equal(res.model.state_dict()[big], stored[big].float())
+    # under the limit nothing changes: fp32 on disk
+    small = train_model(dataclasses.replace(cfg, lr=0.05), "small", "cpu", tiny_data[0], progress=False)
+    assert checkpoints.load_file(str(small.path))[big].dtype == torch.float32
