@@ -58,3 +58,21 @@ def test_a_killed_run_resumes_from_the_last_corruption_it_finished(trained_tiny,
         assert all(r["value"] <= clean for r in mine)
     second.add(recs)
     second.check(metrics={"accuracy": 5, "robust_accuracy": 60})
+
+
+def test_robust_accuracy_equals_clean_exactly_when_no_image_is_fooled(cifar10_small, isolated_store):
+    """A model the attacks cannot move (constant logits, zero input gradient) keeps every correct image,
+    so each attacked share must equal the clean share to the last bit. Both are counts over n in
+    float64; a float32 clean mean (the CI failure of 6 December) rounds 7/24 below the exact share."""
+    _, test = cifar10_small
+    y = test.y
+    picked = torch.cat([(y == 0).nonzero().flatten()[:7], (y != 0).nonzero().flatten()[:17]])
+    assert torch.tensor([1.0] * 7 + [0.0] * 17).mean().item() < 7 / 24  # the share a float32 mean rounds down
+    sets = _sets(test.select(picked), isolated_store)
+    frozen = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    with torch.no_grad():
+        frozen[1].weight.zero_()
+        frozen[1].bias.copy_(torch.nn.functional.one_hot(torch.tensor(0), 10).float())
+    recs = _evaluate(_run(), frozen, sets)
+    assert len(recs) == 5 * 13
+    assert {r["value"] for r in recs} == {7 / 24}

@@ -51,7 +51,7 @@ def _measure(model, split: Split, correct: torch.Tensor, spec: dict[str, Any], e
     mask = robust_per_image(model, split, correct, eps=eps, batch_size=batch_size, steps=spec["steps"],
                             alpha=spec["step_size"], random_start=spec["name"] != "fgsm",
                             batch_seed=lambda start, r: _seed(seed, start, spec, eps))  # the PGD random start
-    return float(mask.sum()) / len(split)
+    return int(mask.sum()) / len(split)
 
 
 def _key(dataset, corruption, severity, attack, eps) -> str:
@@ -91,7 +91,9 @@ def evaluate_sets(run, model, *, model_name: str, model_hash: str, setting: dict
                     t0 = time.perf_counter()
                     if correct is None:  # one clean pass per set, shared by every attack on it
                         correct = correct_mask(net, split, batch_size)
-                    value = (correct.float().mean().item() if spec is None
+                    # counts / n in float64 for clean and attacked alike: a float32 mean can round
+                    # below the same count's exact share, and robust would then exceed clean
+                    value = (int(correct.sum()) / len(split) if spec is None
                              else _measure(net, split, correct, spec, eps, batch_size, seed))
                     rec = {**t, "value": value, "wall_time_s": time.perf_counter() - t0}
                 out.append(rec)
