@@ -1,7 +1,7 @@
 """Re-measure committed result records from the committed checkpoints, without running the notebooks.
 
     python -m replication.verify --profile cpu [--only 00 01 ...] [--metrics M ...] [--attacks A ...] [--datasets D ...]
-                                 [--sample K] [--seed S] [--max-seconds T] [--json PATH] [--results-dir DIR]
+                                 [--sample K] [--seed S] [--max-seconds T] [--json PATH [--resume]] [--results-dir DIR]
     python -m replication.verify --profile cpu --summary   # the stored pass, results/cpu/verify/*.json, as Markdown
 
 Reads results/<profile>/<experiment>.json, picks the records whose measurement is deterministic
@@ -12,7 +12,9 @@ in images, the per-image agreement where the record keeps per-image outcomes (no
 `extra.correct_draws`, notebook 06's `extra.robust`), the tolerance and pass / fail. Records that
 cannot be re-measured are "not reachable", with the reason (grouped in the summary); records whose
 stored wall time exceeds --max-seconds are "skipped" (too slow for this run), never failed. The exit
-status is 1 when any record fails (or its verifier raises), else 0.
+status is 1 when any record fails (or its verifier raises), else 0. With --json the rows are written
+after every re-measured record (those still to come marked pending), so a run of hours that is
+stopped loses one record at most, and --resume re-measures only what that file does not hold.
 
 Tolerance (TOLERANCE, also printed in the header). A measurement is deterministic given its seed on
 one machine, but fp32 convolutions differ in their last bits between CPUs (the committed `cpu`
@@ -139,7 +141,7 @@ class Row:
     diff_images: float | None = None
     agreement: str | None = None
     tolerance: float | None = None
-    status: str = "pending"               # pass | fail | error | unreachable | skipped
+    status: str = "pending"               # pass | fail | error | unreachable | skipped (pending: not yet run)
     reason: str = ""
     seconds: float | None = None
     estimated_s: float | None = None      # the record's stored wall time (the machine that measured it)
@@ -1231,7 +1233,7 @@ def summarise(rows: list[Row]) -> tuple[str, dict[str, dict[str, Any]]]:
     per: dict[str, dict[str, Any]] = {}
     for r in rows:
         c = per.setdefault(r.experiment, {"records": 0, "verified": 0, "passed": 0, "failed": 0, "unreachable": 0,
-                                          "skipped": 0, "reasons": {}, "skips": {}, "seconds": 0.0})
+                                          "skipped": 0, "pending": 0, "reasons": {}, "skips": {}, "seconds": 0.0})
         c["records"] += 1
         c["seconds"] += r.seconds or 0.0
         if r.status in ("pass", "fail", "error"):
@@ -1240,6 +1242,8 @@ def summarise(rows: list[Row]) -> tuple[str, dict[str, dict[str, Any]]]:
         elif r.status == "unreachable":
             c["unreachable"] += 1
             c["reasons"][r.reason] = c["reasons"].get(r.reason, 0) + 1
+        elif r.status == "pending":
+            c["pending"] += 1
         elif r.status == "skipped":
             c["skipped"] += 1
             c["skips"][r.reason] = c["skips"].get(r.reason, 0) + 1
@@ -1270,7 +1274,7 @@ def stored_rows(profile: str, verify_dir: Path | None = None) -> dict[str, dict[
             rows = out.setdefault(r["experiment"], {})
             old = rows.get(r["key"])
             if old is None or r["status"] in measured or old["status"] not in measured:
-                rows[r["key"]] = {**r, "file": path.name, "finished_utc": doc.get("finished_utc")}
+                rows[r["key"]] = {**r, "file": path.name, "finished_utc": doc.get("finished_utc") or doc.get("updated_utc")}
     return out
 
 
@@ -1294,7 +1298,7 @@ def summary(profile: str, verify_dir: Path | None = None) -> str:
                      f"{equal} | {st.count('unreachable')} | {', '.join(dates) or '–'} | {', '.join(files)} |")
         reasons: dict[str, int] = {}
         for r in rows:
-            if r["status"] in ("unreachable", "skipped", "fail", "error"):
+            if r["status"] in ("unreachable", "skipped", "fail", "error", "pending"):
                 why = ("FAILED: " if r["status"] in ("fail", "error") else "") + r["reason"]
                 reasons[why] = reasons.get(why, 0) + 1
         notes += [f"- {exp}: {k} x {why}" for why, k in sorted(reasons.items(), key=lambda kv: -kv[1])]
@@ -1316,7 +1320,11 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
     ap.add_argument("--results-dir", type=Path, default=None, help="default results/<profile>")
     ap.add_argument("--summary", action="store_true",
                     help="print the stored pass (results/<profile>/verify/*.json) as Markdown; re-measure nothing")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows an earlier run measured in --json's file (written after every record)")
     args = ap.parse_args(argv)
+    if args.resume and args.json is None:
+        ap.error("--resume needs --json PATH: the file an earlier run wrote its rows to")
     from .profiles import resolve_profile
 
     profile = resolve_profile(args.profile)
@@ -1329,6 +1337,7 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
     print(header(profile, rdir, args), flush=True)
 
     rows: list[Row] = []
+    plan: list[tuple[str, list[tuple[dict, Row]]]] = []
     for exp, doc in docs.items():
         todo = []
         for rec in doc["records"]:
@@ -1351,30 +1360,73 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
                 if i not in keep:
                     row.status, row.reason = "skipped", f"not drawn by --sample {args.sample}"
             todo = [t for i, t in enumerate(todo) if i in keep]
+        plan.append((exp, todo))
+    if args.resume:
+        resumed = resume_rows(args.json, [row for _, todo in plan for _, row in todo])
+        plan = [(exp, [(rec, row) for rec, row in todo if row.status == "pending"]) for exp, todo in plan]
+        print(f"resumed {resumed} re-measured rows from {args.json}", flush=True)
+    for row in rows:
+        if row.status == "pending":
+            row.reason = PENDING
+
+    def save(complete: bool) -> None:
+        if args.json is not None:
+            write_json(args.json, profile, rdir, rows, complete, argv)
+
+    save(False)
+    for exp, todo in plan:
         est = sum(rec.get("wall_time_s") or 0 for rec, _ in todo)
         if todo:
             tqdm.write(f"-- {exp}: {len(todo)} records to re-measure (stored wall time {est / 60:.1f} min)")
         for rec, row in bar(todo, desc=exp[:24]):
+            row.reason = ""
             verify_record(ctx, rec, row)
             tqdm.write(format_row(row))
+            save(False)  # after every record: a stopped run loses at most one, and --resume goes on
         ctx.jobs.clear()
     text, per = summarise(rows)
     print(text, flush=True)
-    if args.json is not None:
-        from dataclasses import asdict
-
-        from datetime import datetime, timezone
-
-        from .cache import atomic_write_text
-        from .results import git_commit
-
-        rel = rdir.resolve().relative_to(paths.PROJECT_ROOT) if rdir.resolve().is_relative_to(paths.PROJECT_ROOT) else rdir
-        atomic_write_text(args.json, json.dumps({
-            "profile": profile, "tolerance": TOLERANCE, "results_dir": str(rel), "git_commit": git_commit(),
-            "argv": sys.argv[1:] if argv is None else list(argv),
-            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "counts": per, "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
+    save(True)
     return 1 if any(r.status in ("fail", "error") for r in rows) else 0
+
+
+PENDING = "not yet re-measured: the run was stopped before it (--resume goes on)"
+MEASURED = ("pass", "fail", "error")
+
+
+def resume_rows(path: Path, rows: list[Row]) -> int:
+    """Fill `rows` from an earlier (possibly stopped) run's JSON at `path`: a row measured there for
+    the same record (key, run and committed value alike) keeps that measurement. Returns how many."""
+    if not Path(path).exists():
+        return 0
+    old = {(r["key"], r["run_id"], r["committed"]): r for r in json.loads(Path(path).read_text())["rows"]
+           if r["status"] in MEASURED}
+    n = 0
+    for row in rows:
+        r = old.get((row.key, row.run_id, row.committed))
+        if r is not None:
+            for f in ("measured", "diff_images", "agreement", "tolerance", "status", "reason", "seconds"):
+                setattr(row, f, r[f])
+            n += 1
+    return n
+
+
+def write_json(path: Path, profile: str, rdir: Path, rows: list[Row], complete: bool, argv: list[str] | None) -> None:
+    """The rows and counts, atomically. `complete` false: a run still going (or stopped), its rows not
+    yet re-measured marked pending; `finished_utc` is set only once every row is decided."""
+    from dataclasses import asdict
+    from datetime import datetime, timezone
+
+    from .cache import atomic_write_text
+    from .results import git_commit
+
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    rel = rdir.resolve().relative_to(paths.PROJECT_ROOT) if rdir.resolve().is_relative_to(paths.PROJECT_ROOT) else rdir
+    atomic_write_text(path, json.dumps({
+        "profile": profile, "tolerance": TOLERANCE, "results_dir": str(rel), "git_commit": git_commit(),
+        "argv": sys.argv[1:] if argv is None else list(argv), "complete": complete, "updated_utc": now,
+        **({"finished_utc": now} if complete else {}),
+        "counts": summarise(rows)[1], "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -185,3 +185,43 @@ def test_readme_quotes_the_stored_verify_pass():
     assert start in readme and end in readme, "README lost its verify-summary markers"
     quoted = readme.split(start)[1].split(end)[0]
     assert quoted == verify.summary("cpu"), "README is stale: paste `python -m replication.verify --profile cpu --summary`"
+
+
+def test_a_stopped_run_resumes_from_its_json(tmp_path, monkeypatch):
+    """The JSON is written after every record, the rest marked pending; --resume re-measures only those."""
+    _copy(tmp_path / "results", "00_setup_and_data", lambda r: True)
+    real, calls = verify.verify_record, []
+
+    def stops_at_the_third(ctx, rec, row):
+        calls.append(row.key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(ctx, rec, row)
+
+    monkeypatch.setattr(verify, "verify_record", stops_at_the_third)
+    out = tmp_path / "rows.json"
+    args = ["--profile", "cpu", "--json", str(out)]
+    try:
+        verify.main(args, results_dir=tmp_path / "results")
+    except KeyboardInterrupt:
+        pass
+    partial = json.loads(out.read_text())
+    assert partial["complete"] is False and "finished_utc" not in partial
+    assert [r["status"] for r in partial["rows"]] == ["pass"] * 2 + ["pending"] * 4
+    assert "--resume" in partial["rows"][-1]["reason"]
+    assert "4 x not yet re-measured" in verify.summary("cpu", _dir(tmp_path, out))
+    calls.clear()
+    monkeypatch.setattr(verify, "verify_record", lambda ctx, rec, row: calls.append(row.key) or real(ctx, rec, row))
+    assert verify.main([*args, "--resume"], results_dir=tmp_path / "results") == 0
+    done = json.loads(out.read_text())
+    assert done["complete"] is True and done["finished_utc"]
+    assert [r["status"] for r in done["rows"]] == ["pass"] * 6
+    assert calls == [r["key"] for r in partial["rows"][2:]]  # the two measured before the stop are kept
+    assert done["rows"][:2] == partial["rows"][:2]
+
+
+def _dir(tmp_path, out):
+    d = tmp_path / "verify"
+    d.mkdir(exist_ok=True)
+    (d / "00.json").write_text(out.read_text())
+    return d
