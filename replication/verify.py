@@ -126,6 +126,10 @@ class Verifier:
     check: Callable[[Context, dict], None] | None = None  # raises Unreachable; cheap
 
 
+MEASURED = ("pass", "fail", "error")  # a Row's statuses once its record was re-measured
+PENDING = "not yet re-measured: the run was stopped before it (--resume goes on)"
+
+
 @dataclass
 class Row:
     experiment: str
@@ -1236,7 +1240,7 @@ def summarise(rows: list[Row]) -> tuple[str, dict[str, dict[str, Any]]]:
                                           "skipped": 0, "pending": 0, "reasons": {}, "skips": {}, "seconds": 0.0})
         c["records"] += 1
         c["seconds"] += r.seconds or 0.0
-        if r.status in ("pass", "fail", "error"):
+        if r.status in MEASURED:
             c["verified"] += 1
             c["passed" if r.status == "pass" else "failed"] += 1
         elif r.status == "unreachable":
@@ -1266,14 +1270,13 @@ def stored_rows(profile: str, verify_dir: Path | None = None) -> dict[str, dict[
     """{experiment: {record key: row}} from results/<profile>/verify/*.json. Files are read in name
     order (NN.json, then narrower re-runs such as NNapgd.json); a later file's row replaces an earlier
     one unless the earlier was measured and the later was not (a narrower run leaves the rest alone)."""
-    measured = ("pass", "fail", "error")
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for path in sorted(Path(verify_dir or paths.results_dir(profile) / "verify").glob("*.json")):
         doc = json.loads(path.read_text())
         for r in doc["rows"]:
             rows = out.setdefault(r["experiment"], {})
             old = rows.get(r["key"])
-            if old is None or r["status"] in measured or old["status"] not in measured:
+            if old is None or r["status"] in MEASURED or old["status"] not in MEASURED:
                 rows[r["key"]] = {**r, "file": path.name, "finished_utc": doc.get("finished_utc") or doc.get("updated_utc")}
     return out
 
@@ -1288,7 +1291,7 @@ def summary(profile: str, verify_dir: Path | None = None) -> str:
     for exp in sorted(per):
         rows = list(per[exp].values())
         st = [r["status"] for r in rows]
-        n_meas = sum(s in ("pass", "fail", "error") for s in st)
+        n_meas = sum(s in MEASURED for s in st)
         dates = sorted({(r["finished_utc"] or "")[:10] for r in rows if r["finished_utc"]})
         files = sorted({r["file"] for r in rows})
         # records that keep per-image outcomes: how many re-measure equal on every image ("k/k")
@@ -1369,9 +1372,11 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
         if row.status == "pending":
             row.reason = PENDING
 
+    meta = run_meta(profile, rdir, argv)
+
     def save(complete: bool) -> None:
         if args.json is not None:
-            write_json(args.json, profile, rdir, rows, complete, argv)
+            write_json(args.json, meta, rows, complete)
 
     save(False)
     for exp, todo in plan:
@@ -1379,7 +1384,6 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
         if todo:
             tqdm.write(f"-- {exp}: {len(todo)} records to re-measure (stored wall time {est / 60:.1f} min)")
         for rec, row in bar(todo, desc=exp[:24]):
-            row.reason = ""
             verify_record(ctx, rec, row)
             tqdm.write(format_row(row))
             save(False)  # after every record: a stopped run loses at most one, and --resume goes on
@@ -1388,10 +1392,6 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
     print(text, flush=True)
     save(True)
     return 1 if any(r.status in ("fail", "error") for r in rows) else 0
-
-
-PENDING = "not yet re-measured: the run was stopped before it (--resume goes on)"
-MEASURED = ("pass", "fail", "error")
 
 
 def resume_rows(path: Path, rows: list[Row]) -> int:
@@ -1411,21 +1411,26 @@ def resume_rows(path: Path, rows: list[Row]) -> int:
     return n
 
 
-def write_json(path: Path, profile: str, rdir: Path, rows: list[Row], complete: bool, argv: list[str] | None) -> None:
+def run_meta(profile: str, rdir: Path, argv: list[str] | None) -> dict[str, Any]:
+    """What a verify JSON says of its run (once per run: git is asked once, not at every write)."""
+    from .results import git_commit
+
+    rel = rdir.resolve().relative_to(paths.PROJECT_ROOT) if rdir.resolve().is_relative_to(paths.PROJECT_ROOT) else rdir
+    return {"profile": profile, "tolerance": TOLERANCE, "results_dir": str(rel), "git_commit": git_commit(),
+            "argv": sys.argv[1:] if argv is None else list(argv)}
+
+
+def write_json(path: Path, meta: dict[str, Any], rows: list[Row], complete: bool) -> None:
     """The rows and counts, atomically. `complete` false: a run still going (or stopped), its rows not
     yet re-measured marked pending; `finished_utc` is set only once every row is decided."""
     from dataclasses import asdict
     from datetime import datetime, timezone
 
     from .cache import atomic_write_text
-    from .results import git_commit
 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    rel = rdir.resolve().relative_to(paths.PROJECT_ROOT) if rdir.resolve().is_relative_to(paths.PROJECT_ROOT) else rdir
     atomic_write_text(path, json.dumps({
-        "profile": profile, "tolerance": TOLERANCE, "results_dir": str(rel), "git_commit": git_commit(),
-        "argv": sys.argv[1:] if argv is None else list(argv), "complete": complete, "updated_utc": now,
-        **({"finished_utc": now} if complete else {}),
+        **meta, "complete": complete, "updated_utc": now, **({"finished_utc": now} if complete else {}),
         "counts": summarise(rows)[1], "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
 
 
