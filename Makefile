@@ -26,7 +26,7 @@ reproduce: $(STAMP)
 # One pytest run: unit tests and the stored notebooks (nbval-lax: only cells marked
 # NBVAL_CHECK_OUTPUT are compared, after tests/nbval_sanitize.cfg).
 test: $(STAMP)
-	REPLICATION_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
+	REPLICATION_PROFILE=smoke $(PY) -m pytest -q --durations=15 --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg tests notebooks
 
 test-notebooks: $(STAMP)
 	REPLICATION_PROFILE=smoke $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks

@@ -1417,7 +1417,20 @@ def run_meta(profile: str, rdir: Path, argv: list[str] | None) -> dict[str, Any]
 
     rel = rdir.resolve().relative_to(paths.PROJECT_ROOT) if rdir.resolve().is_relative_to(paths.PROJECT_ROOT) else rdir
     return {"profile": profile, "tolerance": TOLERANCE, "results_dir": str(rel), "git_commit": git_commit(),
-            "argv": sys.argv[1:] if argv is None else list(argv)}
+            "argv": portable_argv(sys.argv[1:] if argv is None else argv)}
+
+
+def portable_argv(argv: list[str]) -> list[str]:
+    """The command line as a committed file may keep it: a path inside the project relative to it, any
+    other absolute path (a scratch folder of this machine) as `<elsewhere>/name`."""
+    out = []
+    for a in argv:
+        p = Path(a)
+        if p.is_absolute():
+            p = p.resolve()
+            a = str(p.relative_to(paths.PROJECT_ROOT)) if p.is_relative_to(paths.PROJECT_ROOT) else f"<elsewhere>/{p.name}"
+        out.append(a)
+    return out
 
 
 def write_json(path: Path, meta: dict[str, Any], rows: list[Row], complete: bool) -> None:

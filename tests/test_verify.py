@@ -225,3 +225,14 @@ def _dir(tmp_path, out):
     d.mkdir(exist_ok=True)
     (d / "00.json").write_text(out.read_text())
     return d
+
+
+def test_stored_passes_keep_no_path_of_the_machine_that_ran_them(tmp_path):
+    # a verify JSON is committed: its command line names project paths relatively, scratch ones by name
+    inside = paths.PROJECT_ROOT / "results" / "cpu" / "verify" / "03.json"
+    assert verify.portable_argv(["--only", "03", "--json", str(inside)]) == ["--only", "03", "--json", "results/cpu/verify/03.json"]
+    assert verify.portable_argv(["--json", str(tmp_path / "03.json")]) == ["--json", "<elsewhere>/03.json"]
+    for f in sorted((CPU / "verify").glob("*.json")):
+        doc = json.loads(f.read_text())
+        assert not any(Path(a).is_absolute() for a in doc.get("argv", [])), f.name
+        assert not Path(doc["results_dir"]).is_absolute(), f.name
