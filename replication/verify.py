@@ -1301,7 +1301,7 @@ def summary(profile: str, verify_dir: Path | None = None) -> str:
                      f"{equal} | {st.count('unreachable')} | {', '.join(dates) or '–'} | {', '.join(files)} |")
         reasons: dict[str, int] = {}
         for r in rows:
-            if r["status"] in ("unreachable", "skipped", "fail", "error", "pending"):
+            if r["status"] != "pass":  # unreachable, skipped, pending, or failed
                 why = ("FAILED: " if r["status"] in ("fail", "error") else "") + r["reason"]
                 reasons[why] = reasons.get(why, 0) + 1
         notes += [f"- {exp}: {k} x {why}" for why, k in sorted(reasons.items(), key=lambda kv: -kv[1])]
@@ -1415,22 +1415,20 @@ def run_meta(profile: str, rdir: Path, argv: list[str] | None) -> dict[str, Any]
     """What a verify JSON says of its run (once per run: git is asked once, not at every write)."""
     from .results import git_commit
 
-    rel = rdir.resolve().relative_to(paths.PROJECT_ROOT) if rdir.resolve().is_relative_to(paths.PROJECT_ROOT) else rdir
-    return {"profile": profile, "tolerance": TOLERANCE, "results_dir": str(rel), "git_commit": git_commit(),
+    return {"profile": profile, "tolerance": TOLERANCE, "results_dir": _in_project(rdir) or str(rdir), "git_commit": git_commit(),
             "argv": portable_argv(sys.argv[1:] if argv is None else argv)}
 
 
 def portable_argv(argv: list[str]) -> list[str]:
     """The command line as a committed file may keep it: a path inside the project relative to it, any
     other absolute path (a scratch folder of this machine) as `<elsewhere>/name`."""
-    out = []
-    for a in argv:
-        p = Path(a)
-        if p.is_absolute():
-            p = p.resolve()
-            a = str(p.relative_to(paths.PROJECT_ROOT)) if p.is_relative_to(paths.PROJECT_ROOT) else f"<elsewhere>/{p.name}"
-        out.append(a)
-    return out
+    return [(_in_project(Path(a)) or f"<elsewhere>/{Path(a).name}") if Path(a).is_absolute() else a for a in argv]
+
+
+def _in_project(p: Path) -> str | None:
+    """`p` relative to the project root, or None when it lies outside."""
+    p = p.resolve()
+    return str(p.relative_to(paths.PROJECT_ROOT)) if p.is_relative_to(paths.PROJECT_ROOT) else None
 
 
 def write_json(path: Path, meta: dict[str, Any], rows: list[Row], complete: bool) -> None:
