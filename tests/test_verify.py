@@ -3,7 +3,11 @@ committed checkpoints, a tampered value fails (non-zero exit), and a record whos
 there is unreachable, not failed. The real results files are only read: each test verifies a copy
 of the records it picks, in a temporary results directory."""
 import json
+import os
+import signal
 from pathlib import Path
+
+import pytest
 
 from replication import paths, verify
 
@@ -187,24 +191,32 @@ def test_readme_quotes_the_stored_verify_pass():
     assert quoted == verify.summary("cpu"), "README is stale: paste `python -m replication.verify --profile cpu --summary`"
 
 
-def test_a_stopped_run_resumes_from_its_json(tmp_path, monkeypatch):
-    """The JSON is written after every record, the rest marked pending; --resume re-measures only those."""
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_a_stopped_run_resumes_from_its_json(tmp_path, monkeypatch, stop):
+    """A stopped run writes the rows it measured, the rest marked pending (and between stops the file
+    is rewritten at most every SAVE_EVERY_S, not after every record); --resume re-measures only those."""
     _copy(tmp_path / "results", "00_setup_and_data", lambda r: True)
-    real, calls = verify.verify_record, []
+    real, calls, writes = verify.verify_record, [], []
+    write_json = verify.write_json
+    monkeypatch.setattr(verify, "SAVE_EVERY_S", 1e9)
+    monkeypatch.setattr(verify, "write_json", lambda *a: writes.append(a[-1]) or write_json(*a))
+    before = signal.getsignal(signal.SIGTERM)
 
     def stops_at_the_third(ctx, rec, row):
         calls.append(row.key)
         if len(calls) == 3:
+            if stop == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` would: the handler raises SystemExit
             raise KeyboardInterrupt
         return real(ctx, rec, row)
 
     monkeypatch.setattr(verify, "verify_record", stops_at_the_third)
     out = tmp_path / "rows.json"
     args = ["--profile", "cpu", "--json", str(out)]
-    try:
+    with pytest.raises(SystemExit if stop == "sigterm" else KeyboardInterrupt):
         verify.main(args, results_dir=tmp_path / "results")
-    except KeyboardInterrupt:
-        pass
+    assert signal.getsignal(signal.SIGTERM) == before  # the run's handler is gone with it
+    assert writes == [False, False]  # once at the start, once at the stop: none per record
     partial = json.loads(out.read_text())
     assert partial["complete"] is False and "finished_utc" not in partial
     assert [r["status"] for r in partial["rows"]] == ["pass"] * 2 + ["pending"] * 4
