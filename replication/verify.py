@@ -1327,7 +1327,7 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
     ap.add_argument("--summary", action="store_true",
                     help="print the stored pass (results/<profile>/verify/*.json) as Markdown; re-measure nothing")
     ap.add_argument("--resume", action="store_true",
-                    help="keep the rows an earlier run measured in --json's file (written after every record)")
+                    help="keep the rows an earlier run measured in --json's file (written every 30 s and at a stop)")
     args = ap.parse_args(argv)
     if args.resume and args.json is None:
         ap.error("--resume needs --json PATH: the file an earlier run wrote its rows to")
@@ -1452,10 +1452,12 @@ def resume_rows(path: Path, rows: list[Row]) -> int:
 
 def run_meta(profile: str, rdir: Path, argv: list[str] | None) -> dict[str, Any]:
     """What a verify JSON says of its run (once per run: git is asked once, not at every write)."""
-    from .results import git_commit
+    from .results import device_description, git_commit, package_versions
 
+    # device and packages: a re-measured value's last digits depend on the CPU's kernels and torch's version
     return {"profile": profile, "tolerance": TOLERANCE, "results_dir": _in_project(rdir) or str(rdir), "git_commit": git_commit(),
-            "argv": portable_argv(sys.argv[1:] if argv is None else argv)}
+            "argv": portable_argv(sys.argv[1:] if argv is None else argv), "device": device_description(),
+            "packages": package_versions()}
 
 
 def portable_argv(argv: list[str]) -> list[str]:
