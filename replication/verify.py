@@ -1376,21 +1376,22 @@ def main(argv: list[str] | None = None, *, results_dir: Path | str | None = None
             row.reason = PENDING
 
     meta = run_meta(profile, rdir, argv)
-    written = [0.0]  # monotonic time of the last write
+    written = 0.0  # monotonic time of the last write
 
     def save(complete: bool, now: bool = True) -> None:
-        if args.json is not None and (now or time.monotonic() - written[0] >= SAVE_EVERY_S):
+        nonlocal written
+        if args.json is not None and (now or time.monotonic() - written >= SAVE_EVERY_S):
             write_json(args.json, meta, rows, complete)
-            written[0] = time.monotonic()
+            written = time.monotonic()
 
     save(False)
     # Rewriting the whole file after every record costs O(rows) each time (07: 2,497 rows); so write at
     # most every SAVE_EVERY_S, and always when the run stops (an exception, Ctrl-C or a SIGTERM).
     with _sigterm_raises(), _saved_on_exit(lambda: save(False)):
         for exp, todo in plan:
-            est = sum(rec.get("wall_time_s") or 0 for rec, _ in todo)
+            est = stored_minutes([rec for rec, _ in todo])
             if todo:
-                tqdm.write(f"-- {exp}: {len(todo)} records to re-measure (stored wall time {est / 60:.1f} min)")
+                tqdm.write(f"-- {exp}: {len(todo)} records to re-measure (stored wall time {est:.1f} min)")
             for rec, row in bar(todo, desc=exp[:24]):
                 verify_record(ctx, rec, row)
                 tqdm.write(format_row(row))
@@ -1431,6 +1432,14 @@ def _sigterm_raises():
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def stored_minutes(records: list[dict]) -> float:
+    """The stored wall time of these records' measurements, in minutes. Every record of one measurement (the
+    mean and worst-of-k scores of one attack, say) carries that measurement's whole time, so each (run, time)
+    pair counts once; summing per record overstated 09's remaining work twofold."""
+    jobs = {(r.get("run_id"), r.get("wall_time_s") or 0.0) for r in records}
+    return sum(seconds for _, seconds in jobs) / 60
 
 
 def resume_rows(path: Path, rows: list[Row]) -> int:

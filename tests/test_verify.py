@@ -248,3 +248,11 @@ def test_stored_passes_keep_no_path_of_the_machine_that_ran_them(tmp_path):
         doc = json.loads(f.read_text())
         assert not any(Path(a).is_absolute() for a in doc.get("argv", [])), f.name
         assert not Path(doc["results_dir"]).is_absolute(), f.name
+
+
+def test_stored_time_counts_each_measurement_once():
+    # The mean and worst-of-k records of one attack share its run and wall time: one job, not two.
+    records = [{"run_id": "a", "wall_time_s": 120.0}, {"run_id": "a", "wall_time_s": 120.0},
+               {"run_id": "a", "wall_time_s": 60.0}, {"run_id": "b", "wall_time_s": 120.0}, {"run_id": "b"}]
+    assert verify.stored_minutes(records) == pytest.approx(5.0)
+    assert verify.stored_minutes([]) == 0.0
