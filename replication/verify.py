@@ -1437,7 +1437,7 @@ def _sigterm_raises():
 def stored_minutes(records: list[dict]) -> float:
     """The stored wall time of these records' measurements, in minutes. Every record of one measurement (the
     mean and worst-of-k scores of one attack, say) carries that measurement's whole time, so each (run, time)
-    pair counts once; summing per record overstated 09's remaining work twofold."""
+    pair counts once."""
     jobs = {(r.get("run_id"), r.get("wall_time_s") or 0.0) for r in records}
     return sum(seconds for _, seconds in jobs) / 60
 
