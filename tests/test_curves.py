@@ -57,7 +57,10 @@ def test_measure_matches_a_direct_attack_resumes_and_slices_consistently(trained
     jobs = [curves.Job(Attack("fgsm"), eps), curves.Job(Attack("fgsm"), eps, "strong"),
             curves.Job(Attack("pgd", steps=3), 0.03, "strong")]
     run = _run()
+    assert curves.missing(run, ref, split, index, jobs) == 3 + 5  # clean x 3 subsets, the jobs and their slices
     recs = curves.measure(run, ref, split, index, jobs, batch_size=16, progress=False)
+    assert len(recs) == 8 and curves.missing(_run(), ref, split, index, jobs) == 0
+    assert curves.missing(_run(), ref, split, index, jobs + [curves.Job(Attack("fgsm"), 0.02, "strong")]) == 2
     by = {(r["setting"]["subset"], r["attack"]["name"] if r["attack"] else None, r["eps"]): r for r in recs}
     # FGSM is deterministic: the recorded outcome is the direct attack's, image by image
     x, y = split.float_batch(0, len(split))

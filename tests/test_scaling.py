@@ -58,3 +58,8 @@ def test_smallest_n_at_width_one_is_notebook_06s_family(monkeypatch):
     wide = sc.refined(scaling.Model(2, 3000, scaling.rf.FULL, 0, "normalised"))
     assert wide.tr.name.startswith("resnet18x2_cifar10_refine-") and wide.tr.name.endswith("-n3000")
     assert wide.setting["refine_epochs"] == 3 and wide.setting["width_factor"] == 2
+    # --list reads what is stored without building anything: the smallest N's rings are notebook 03's
+    # committed scores; a model none of whose records exist misses every one
+    assert sc.status(scaling.Task("identify", 1, n0)) == "done"
+    assert sc.status(scaling.Task("model", model=scaling.Model(2, 3000, scaling.rf.FULL, 7, "pixel"))) == \
+        "15 record(s) missing"  # clean on both subsets, FGSM/PGD x 3 eps on both, APGD-CE on the strong one

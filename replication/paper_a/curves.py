@@ -218,6 +218,36 @@ def robust(model, split: Split, correct: torch.Tensor, attack: Attack, eps: floa
                             batch_seed=lambda start, r: _seed(seed, start, attack.spec(eps), r))
 
 
+def _wanted(names: list[str], jobs: list[Job]) -> list[tuple]:
+    """(subset, attack spec, eps) of every record `measure` makes: clean on each subset, each job on
+    its subset and on the subsets nested in it."""
+    w = [(s, None, None) for s in names] + [(j.subset, j.attack.spec(j.eps), canonical_eps(j.eps)) for j in jobs]
+    w += [(inner, j.attack.spec(j.eps), canonical_eps(j.eps)) for j in jobs for inner in names[names.index(j.subset) + 1:]]
+    return list({json.dumps(x, sort_keys=True): x for x in w}.values())
+
+
+def _record(ctx: dict[str, Any], split: Split, index: dict[str, torch.Tensor], seed: int, subset: str,
+            spec: dict | None, eps: float | None, mask: torch.Tensor | None = None, wall: float | None = None,
+            **extra) -> dict[str, Any]:
+    """The record of one (subset, attack, eps) measurement (value None: the template `stored` looks up)."""
+    return make_record(**{**ctx, "setting": {**ctx["setting"], "subset": subset}}, dataset=split.name,
+                       metric="accuracy" if spec is None else "robust_accuracy", attack=spec, eps=eps,
+                       eps_reading=eps_reading(eps, split.name), value=None if mask is None else float(mask.float().mean()),
+                       n=len(index[subset]), seed=seed, wall_time_s=wall,
+                       extra=None if mask is None else {"robust": to_hex(mask), **extra})
+
+
+def _have(template: dict[str, Any]) -> dict[str, Any] | None:
+    r = stored(template)
+    return r if r is not None and "robust" in r.get("extra", {}) else None
+
+
+def missing(run, ref: Refined, split: Split, index: dict[str, torch.Tensor], jobs: list[Job]) -> int:
+    """How many of the records `measure` would make are not in the results file (nothing is built)."""
+    ctx = run.context(model=ref.name, model_hash=ref.tr.config_hash, **ref.setting)
+    return sum(_have(_record(ctx, split, index, run.seed, *w)) is None for w in _wanted(list(index), jobs))
+
+
 def measure(run, ref: Refined, split: Split, index: dict[str, torch.Tensor], jobs: list[Job], *,
             batch_size: int, progress: bool = True) -> list[dict[str, Any]]:
     """Clean accuracy on every subset and `robust_accuracy` for each job, each record with its
@@ -231,11 +261,7 @@ def measure(run, ref: Refined, split: Split, index: dict[str, torch.Tensor], job
     out: dict[str, dict[str, Any]] = {}
 
     def template(subset, spec, eps, mask=None, wall=None, **extra):
-        return make_record(**{**ctx, "setting": {**ctx["setting"], "subset": subset}}, dataset=split.name,
-                           metric="accuracy" if spec is None else "robust_accuracy", attack=spec, eps=eps,
-                           eps_reading=eps_reading(eps, split.name), value=None if mask is None else float(mask.float().mean()),
-                           n=len(index[subset]), seed=seed, wall_time_s=wall,
-                           extra=None if mask is None else {"robust": to_hex(mask), **extra})
+        return _record(ctx, split, index, seed, subset, spec, eps, mask, wall, **extra)
 
     def rec(subset, spec, eps, mask, wall, **extra):
         r = template(subset, spec, eps, mask, wall, **extra)
@@ -243,13 +269,9 @@ def measure(run, ref: Refined, split: Split, index: dict[str, torch.Tensor], job
         return r
 
     def have(subset, spec, eps):
-        r = stored(template(subset, spec, eps))
-        return r if r is not None and "robust" in r.get("extra", {}) else None
+        return _have(template(subset, spec, eps))
 
-    wanted = [(s_, None, None) for s_ in names] + [(j.subset, j.attack.spec(j.eps), canonical_eps(j.eps)) for j in jobs]
-    wanted += [(inner, j.attack.spec(j.eps), canonical_eps(j.eps)) for j in jobs for inner in names[names.index(j.subset) + 1:]]
-    wanted = list({json.dumps(w, sort_keys=True): w for w in wanted}.values())
-    found = [have(*w) for w in wanted]
+    found = [have(*w) for w in _wanted(names, jobs)]
     if all(r is not None for r in found):  # every record is there: the model is not even built
         return found
     model = model_of(ref.tr)

@@ -242,6 +242,22 @@ class Scaling:
         else:
             self.planted_point(t.n)
 
+    def status(self, t: Task) -> str:
+        """What of task `t` is stored, read without building a model or computing a score."""
+        if t.kind == "identify":
+            tr, y = self.baseline(t.width), self.train.y.cpu()
+            keys = [sp.score_keys(tr.config_hash, self.train.select(idx), self.cfg, self.reference[1])[1]
+                    for idx in self.rings(y, t.n)]
+            have = sum(sp.has_scores(k, self.run.profile.name) for k in keys)
+            return "done" if have == len(keys) else f"{have}/{len(keys)} rings stored"
+        if t.kind == "model":
+            m = self.refined(t.model)
+            left = curves.missing(self.run, m, self.test, self.index, self.jobs(t.model.reading))
+            return "done" if left == 0 else f"{left} record(s) missing"
+        got = {r["setting"]["flagged_by"] for r in self.run.records
+               if r["metric"].startswith("planted_") and r["setting"].get("n_identify") == t.n}
+        return "done" if got == set(PLANTED_BY) else "missing"
+
     def run_tasks(self, *, hours: float | None = None, kinds: tuple[str, ...] = ("identify", "model", "planted"),
                   progress: bool = True) -> list[tuple[str, float]]:
         """Work through tasks() (each skips what is stored); none starts after `hours`. [(task, seconds)]."""
@@ -355,13 +371,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", required=True)
     ap.add_argument("--hours", type=float, default=None, help="start no task after this many hours")
     ap.add_argument("--kinds", nargs="+", default=["identify", "model", "planted"])
-    ap.add_argument("--list", action="store_true", help="print the tasks in order and exit")
+    ap.add_argument("--list", action="store_true", help="print the tasks in order, each with what of it is stored, and exit")
     args = ap.parse_args(argv)
     os.environ["REPLICATION_PROFILE"] = args.profile
     run = notebook.start("11_scaling", {"PROFILE": args.profile, "SEED": 0})
     sc = Scaling(run)
     if args.list:
-        print("\n".join(map(str, sc.tasks())))
+        states = [(str(t), sc.status(t)) for t in sc.tasks()]
+        for t, st in states:
+            print(f"{t}: {st}")
+        print(f"{sum(st == 'done' for _, st in states)} of {len(states)} tasks done", flush=True)
         return
     done = sc.run_tasks(hours=args.hours, kinds=tuple(args.kinds))
     if run.records:

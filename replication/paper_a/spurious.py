@@ -340,6 +340,11 @@ def score_keys(model_hash: str, split: Split, cfg: IdentifyConfig, reference_has
     return ref_key, {"model": model_hash, "reference": reference_hash, "images": img, "cfg": cfg.to_dict(), **how}
 
 
+def has_scores(key: dict[str, Any], profile: str) -> bool:
+    """Whether scores under `key` are stored (committed or cached), without reading them."""
+    return any(p.exists() for p in _store_paths(key, profile))
+
+
 def stored_scores(key: dict[str, Any], profile: str) -> Scores | None:
     """The scores under `key` from the committed store, else the local cache, else None (nothing computed)."""
     kept, cached = _store_paths(key, profile)
