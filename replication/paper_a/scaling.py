@@ -45,6 +45,7 @@ from ..attacks import Attack
 from ..data import balanced_subset, load_split
 from ..notebook import Run
 from ..progress import bar
+from ..results import stored_where
 from ..shortcuts import mask_scores
 from . import curves
 from . import refine as rf
@@ -254,8 +255,10 @@ class Scaling:
             m = self.refined(t.model)
             left = curves.missing(self.run, m, self.test, self.index, self.jobs(t.model.reading))
             return "done" if left == 0 else f"{left} record(s) missing"
-        got = {r["setting"]["flagged_by"] for r in self.run.records
-               if r["metric"].startswith("planted_") and r["setting"].get("n_identify") == t.n}
+        # the results file, not run.records: a fresh run holds only what it measured itself
+        got = {r["setting"]["flagged_by"] for r in stored_where(self.run.experiment, self.run.profile.name,
+                                                                 metric=[f"planted_{k}" for k in ("precision", "recall", "iou")],
+                                                                 setting={"n_identify": t.n})}
         return "done" if got == set(PLANTED_BY) else "missing"
 
     def run_tasks(self, *, hours: float | None = None, kinds: tuple[str, ...] = ("identify", "model", "planted"),
