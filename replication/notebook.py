@@ -286,16 +286,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def start(experiment: str, params: Mapping[str, Any] | None = None) -> Run:
+def start(experiment: str, params: Mapping[str, Any] | None = None, *, writes: bool = True) -> Run:
     """Resolve PROFILE (None: $REPLICATION_PROFILE, else smoke), seed everything with SEED, print a
-    summary. Parameters are the caller's UPPER_CASE literals (its parameters cell) unless given."""
+    summary. Parameters are the caller's UPPER_CASE literals (its parameters cell) unless given.
+    writes=False: a caller that only reads may start in a dirty tree (saving still refuses one)."""
     if params is None:
         caller = inspect.currentframe().f_back
         params = parameters_from(caller.f_globals)
     params = dict(params)
     profile = get_profile(params.get("PROFILE"))
     seed = int(params.get("SEED", 0))
-    require_clean_tree(profile.name)  # fail before the work, not when saving its results
+    if writes:
+        require_clean_tree(profile.name)  # fail before the work, not when saving its results
     seed_everything(seed)
     set_theme()
     _display_missing_as_dash()

@@ -7,6 +7,7 @@ epoch's history says which precision ran.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import math
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
@@ -132,6 +134,15 @@ def _optimizer(cfg: TrainConfig, params):
     raise ValueError(f"Unknown optimizer {cfg.optimizer!r}; use 'sgd' or 'adam'.")
 
 
+def close_group_at_exit() -> None:
+    """Destroy torch.distributed's process group (if any) when the interpreter exits, while it is still
+    whole: gloo's threads outliving it abort the process ("terminate called without an active
+    exception", pytorch/pytorch#190489), turning a finished torchrun into a failed one."""
+    if not getattr(close_group_at_exit, "registered", False):
+        atexit.register(lambda: dist.destroy_process_group() if dist.is_available() and dist.is_initialized() else None)
+        close_group_at_exit.registered = True
+
+
 def fit(cfg: TrainConfig, name: str, store: str, model: torch.nn.Module, train_split: Split, step: Step, *,
         evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None, init_state: dict | None = None,
         manifest: bool = False, stop_after_epoch: int | None = None, progress: bool = True) -> TrainResult:
@@ -147,6 +158,7 @@ def fit(cfg: TrainConfig, name: str, store: str, model: torch.nn.Module, train_s
     config = cfg.to_dict()
     path = checkpoint_path(name, config, store)
     device = PartialState(cpu=not torch.cuda.is_available()).device  # this process's device (one GPU each)
+    close_group_at_exit()
 
     def lookup() -> TrainResult | None:
         if not path.exists():

@@ -22,7 +22,7 @@ from replication.attacks import Attack  # noqa: E402
 from replication.data import load_split  # noqa: E402
 from replication.evaluate import evaluate  # noqa: E402
 from replication.models import build_model  # noqa: E402
-from replication.train import TrainConfig, classifier_step, fit  # noqa: E402
+from replication.train import TrainConfig, classifier_step, close_group_at_exit, fit  # noqa: E402
 
 
 def net() -> torch.nn.Module:
@@ -62,6 +62,7 @@ def main() -> None:
         from accelerate import PartialState
 
         PartialState(cpu=True)  # initialises torch.distributed (gloo) under torchrun, as notebooks' runs would
+        close_group_at_exit()
         torch.manual_seed(0)
         model = build_model("resnet18", 10, 2).eval()
         test = load_split("cifar10", False, n=96, seed=0)

@@ -109,6 +109,17 @@ def test_run_captures_exactly_the_parameters_cell(nb, monkeypatch):
     assert run.profile.name == "smoke" and run.seed == namespace["SEED"]
 
 
+def test_a_reader_may_start_in_a_dirty_tree_but_a_writer_may_not(monkeypatch):
+    """start(writes=False) (scaling --list) skips the clean-tree check that a cpu run must pass."""
+    from replication import notebook, results
+
+    monkeypatch.delenv(results.ALLOW_DIRTY_ENV, raising=False)
+    monkeypatch.setattr(results, "code_changes", lambda: ["replication/m.py"])
+    with pytest.raises(results.DirtyTreeError, match="replication/m.py"):
+        notebook.start("e", {"PROFILE": "cpu", "SEED": 0})
+    assert notebook.start("e", {"PROFILE": "cpu", "SEED": 0}, writes=False).profile.name == "cpu"
+
+
 def test_check_fails_on_impossible_numbers():
     from replication import notebook
     from replication.attacks import Attack

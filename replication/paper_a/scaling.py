@@ -139,11 +139,15 @@ class Scaling:
             prev = idx
         return out
 
+    def _ring_args(self, model, split, idx: torch.Tensor) -> dict[str, Any]:
+        """One ring's scores_for arguments: status asks the store about exactly these."""
+        return {"model_hash": model.config_hash, "split": split.select(idx), "cfg": self.cfg, "reference": self.reference}
+
     def _scores(self, model, split, labels, n: int) -> sp.Scores:
         P, parts, where, rings = self.run.profile, [], [], self.rings(labels, n)
         for idx in bar(rings, desc=f"identify N={n}", enabled=len(rings) > 1):
-            parts.append(sp.scores_for(model, model.config_hash, split.select(idx), self.cfg, P.name,
-                                       reference=self.reference, chunk=P.identify.chunk, keep=True))
+            parts.append(sp.scores_for(model, **self._ring_args(model, split, idx), profile=P.name,
+                                       chunk=P.identify.chunk, keep=True))
             where.append(idx)
         order = torch.argsort(torch.cat(where))  # the subset's own (sorted dataset index) order
         s = sp.concat(parts)
@@ -247,10 +251,10 @@ class Scaling:
         """What of task `t` is stored, read without building a model or computing a score."""
         if t.kind == "identify":
             tr, y = self.baseline(t.width), self.train.y.cpu()
-            keys = [sp.score_keys(tr.config_hash, self.train.select(idx), self.cfg, self.reference[1])[1]
-                    for idx in self.rings(y, t.n)]
-            have = sum(sp.has_scores(k, self.run.profile.name) for k in keys)
-            return "done" if have == len(keys) else f"{have}/{len(keys)} rings stored"
+            rings = self.rings(y, t.n)
+            have = sum(sp.scores_stored(**self._ring_args(tr, self.train, idx), profile=self.run.profile.name)
+                       for idx in rings)
+            return "done" if have == len(rings) else f"{have}/{len(rings)} rings stored"
         if t.kind == "model":
             m = self.refined(t.model)
             left = curves.missing(self.run, m, self.test, self.index, self.jobs(t.model.reading))
@@ -377,7 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--list", action="store_true", help="print the tasks in order, each with what of it is stored, and exit")
     args = ap.parse_args(argv)
     os.environ["REPLICATION_PROFILE"] = args.profile
-    run = notebook.start("11_scaling", {"PROFILE": args.profile, "SEED": 0})
+    # --list reads and writes nothing, so an uncommitted change may look (a save would still refuse it)
+    run = notebook.start("11_scaling", {"PROFILE": args.profile, "SEED": 0}, writes=not args.list)
     sc = Scaling(run)
     if args.list:
         states = [(str(t), sc.status(t)) for t in sc.tasks()]

@@ -345,6 +345,12 @@ def has_scores(key: dict[str, Any], profile: str) -> bool:
     return any(p.exists() for p in _store_paths(key, profile))
 
 
+def scores_stored(model_hash: str, split: Split, cfg: IdentifyConfig, profile: str, *,
+                  reference: tuple[torch.nn.Module, str] | None = None, explainer: Explainer | None = None) -> bool:
+    """Whether scores_for with these arguments would read the model's scores from a store (computes nothing)."""
+    return has_scores(score_keys(model_hash, split, cfg, reference[1] if reference else None, explainer)[1], profile)
+
+
 def stored_scores(key: dict[str, Any], profile: str) -> Scores | None:
     """The scores under `key` from the committed store, else the local cache, else None (nothing computed)."""
     kept, cached = _store_paths(key, profile)
