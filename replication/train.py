@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -134,13 +135,12 @@ def _optimizer(cfg: TrainConfig, params):
     raise ValueError(f"Unknown optimizer {cfg.optimizer!r}; use 'sgd' or 'adam'.")
 
 
+@functools.cache  # registers once per process
 def close_group_at_exit() -> None:
     """Destroy torch.distributed's process group (if any) when the interpreter exits, while it is still
     whole: gloo's threads outliving it abort the process ("terminate called without an active
     exception", pytorch/pytorch#190489), turning a finished torchrun into a failed one."""
-    if not getattr(close_group_at_exit, "registered", False):
-        atexit.register(lambda: dist.destroy_process_group() if dist.is_available() and dist.is_initialized() else None)
-        close_group_at_exit.registered = True
+    atexit.register(lambda: dist.destroy_process_group() if dist.is_available() and dist.is_initialized() else None)
 
 
 def fit(cfg: TrainConfig, name: str, store: str, model: torch.nn.Module, train_split: Split, step: Step, *,

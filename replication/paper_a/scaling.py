@@ -58,6 +58,7 @@ PIXEL_ROWS = (rf.FULL, curves.RANDOM)  # also trained at the pixel reading
 POINTS = [{"attack": a, "eps": e} for a in ("FGSM", "PGD") for e in PAPER_EPS]
 STRONG_POINTS = [{"attack": "APGD", "eps": PAPER_EPS[0]}]  # APGD-CE on the nested strong subset
 PLANTED_BY = ("spurious", "random segments, same count")
+PLANTED_METRICS = [f"planted_{k}" for k in ("precision", "recall", "iou")]  # one planted point's records
 
 
 def baseline_name(width_factor: float) -> str:
@@ -220,7 +221,7 @@ class Scaling:
                     flags = sp.random_flags(flags, scores.counts, self.seed)
                 return mask_scores(sp.pixel_masks(flags, scores.segments), pl.mask[idx])
             got = self.run.records_once(lambda c=compute: {f"planted_{k}": v for k, v in c().items()},
-                                        [f"planted_{k}" for k in ("precision", "recall", "iou")],
+                                        PLANTED_METRICS,
                                         model="resnet18_cifar10_shortcut", model_hash=sc.config_hash,
                                         data="cifar10-shortcut-correlated-train", n=n, flagged_by=by, n_identify=n)
             out[by] = got
@@ -261,7 +262,7 @@ class Scaling:
             return "done" if left == 0 else f"{left} record(s) missing"
         # the results file, not run.records: a fresh run holds only what it measured itself
         got = {r["setting"]["flagged_by"] for r in stored_where(self.run.experiment, self.run.profile.name,
-                                                                 metric=[f"planted_{k}" for k in ("precision", "recall", "iou")],
+                                                                 metric=PLANTED_METRICS,
                                                                  setting={"n_identify": t.n})}
         return "done" if got == set(PLANTED_BY) else "missing"
 
